@@ -1,0 +1,419 @@
+/**
+ * MemcachedClient: the public API. Validates arguments before anything is
+ * queued, routes each key to a server by ketama, and ejects servers that keep
+ * failing until a probe finds them answering again.
+ */
+import type tls from 'node:tls'
+import {
+  SingleRequest, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine, storageLine,
+  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item
+} from './commands.js'
+import { Connection, type ConnectionEvents } from './connection.js'
+import { MemcachedError } from './errors.js'
+import type { ReplyKind, Status } from './parser.js'
+import { KetamaRing, parseServer, type RingNode } from './ring.js'
+
+/** Options of {@link MemcachedClient}; every duration is in milliseconds. */
+export interface MemcachedClientOptions {
+  /** `'host:port'` or `'host:port:weight'` (IPv6 as `'[::1]:11211'`). Default `['127.0.0.1:11211']`. */
+  servers?: readonly string[]
+  /** How long a command may wait for its reply, in ms. Default 1000. */
+  timeout?: number
+  /** How long a connection attempt may take, in ms. Default 1000. */
+  connectTimeout?: number
+  /** Commands per server not yet answered (queued and in flight) before `MC_QUEUE_FULL`. Default 10 000. */
+  maxQueue?: number
+  /** Largest value in bytes; larger values reject with `MC_TOO_LARGE` before sending. Default 1 048 576. */
+  maxValueSize?: number
+  /** Consecutive failures (refused, connect timeout, lost, command timeout) before a server leaves the ring. Default 2. */
+  failures?: number
+  /** How long an ejected server stays out before it is probed again, in ms. Default 1000. */
+  retryDelay?: number
+  /** TLS options to speak TLS (memcached started with `-Z`); plain TCP when undefined. */
+  tls?: tls.ConnectionOptions
+  /**
+   * Send the single-key `get`s that reach one server in the same tick as one
+   * multi-key `get`. Each caller still gets its own value. Default true.
+   */
+  coalesceGets?: boolean
+}
+
+/** Options of the storage commands. */
+export interface StoreOptions {
+  /** Seconds until the item expires, relative; 0 (the default) never expires. Above 30 days the absolute time is sent for you. */
+  ttl?: number
+  /** Opaque unsigned 32-bit integer stored with the item. Default 0. */
+  flags?: number
+}
+
+/** The answer to `gets`: the value, its flags and its cas unique. */
+export interface CasItem {
+  value: Buffer
+  flags: number
+  cas: bigint
+}
+
+/** Outcome of a `cas`: stored, someone else changed it (`exists`), or it is gone (`not_found`). */
+export type CasResult = 'stored' | 'exists' | 'not_found'
+
+type Value = string | Buffer | Uint8Array
+
+interface ServerEntry extends RingNode {
+  readonly connection: Connection
+  ejected: boolean
+  probeTimer: NodeJS.Timeout | undefined
+  lastError: MemcachedError | undefined
+}
+
+const DEFAULTS = {
+  servers: ['127.0.0.1:11211'],
+  timeout: 1000,
+  connectTimeout: 1000,
+  maxQueue: 10_000,
+  maxValueSize: 1_048_576,
+  failures: 2,
+  retryDelay: 1000,
+  coalesceGets: true
+}
+const PREFIX = 'fastify-memcached-session: '
+const MAX_UINT64 = 0xffffffffffffffffn
+
+// ---- reply interpretation: one static function per command shape ----
+
+function status (reply: Parameters<Interpret<unknown>>[0]): Status | undefined {
+  return reply.type === 'status' ? reply.status : undefined
+}
+
+const asValue: Interpret<Buffer | undefined> = (reply, request, server) =>
+  reply.type === 'end' ? request.items?.[0]?.value : replyError(reply, server)
+
+const asCasItem: Interpret<CasItem | undefined> = (reply, request, server) => {
+  if (reply.type !== 'end') return replyError(reply, server)
+  const item = request.items?.[0]
+  return item === undefined ? undefined : { value: item.value, flags: item.flags, cas: item.cas ?? 0n }
+}
+
+const asItems: Interpret<Item[]> = (reply, request, server) =>
+  reply.type === 'end' ? request.items ?? [] : replyError(reply, server)
+
+const asVoid: Interpret<undefined> = (reply, _request, server) =>
+  status(reply) === 'STORED' || status(reply) === 'OK' ? undefined : replyError(reply, server)
+
+const asStored: Interpret<boolean> = (reply, _request, server) => {
+  const word = status(reply)
+  if (word === 'STORED') return true
+  if (word === 'NOT_STORED') return false
+  return replyError(reply, server)
+}
+
+const asCasResult: Interpret<CasResult> = (reply, _request, server) => {
+  const word = status(reply)
+  if (word === 'STORED') return 'stored'
+  if (word === 'EXISTS') return 'exists'
+  if (word === 'NOT_FOUND') return 'not_found'
+  return replyError(reply, server)
+}
+
+/** DELETED / TOUCHED -> true, NOT_FOUND -> false. */
+const asFound: Interpret<boolean> = (reply, _request, server) => {
+  const word = status(reply)
+  if (word === 'DELETED' || word === 'TOUCHED') return true
+  if (word === 'NOT_FOUND') return false
+  return replyError(reply, server)
+}
+
+const asNumber: Interpret<bigint | undefined> = (reply, _request, server) => {
+  if (reply.type === 'number') return reply.value
+  return status(reply) === 'NOT_FOUND' ? undefined : replyError(reply, server)
+}
+
+const asVersion: Interpret<string> = (reply, _request, server) =>
+  reply.type === 'version' ? reply.version : replyError(reply, server)
+
+const asStats: Interpret<Record<string, string>> = (reply, request, server) =>
+  reply.type === 'end' ? { ...request.stats } : replyError(reply, server)
+
+function positiveInteger (name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`${PREFIX}${name} must be a positive integer, got ${String(value)}`)
+  return value
+}
+
+/**
+ * A memcached client over the text protocol: one pipelined connection per
+ * server, ketama routing compatible with libmemcached, failover, timeouts and
+ * TLS. Every method returns a promise and never throws synchronously; a miss
+ * resolves `undefined` (or `false`), never an error.
+ */
+export class MemcachedClient {
+  private readonly entries: ServerEntry[]
+  private ring: KetamaRing<ServerEntry>
+  private readonly maxValueSize: number
+  private readonly failures: number
+  private readonly retryDelay: number
+  private readonly coalesceGets: boolean
+  private closed = false
+
+  /** @throws TypeError for invalid options (a server spec, a non-positive duration). */
+  constructor (options: MemcachedClientOptions = {}) {
+    const servers = options.servers ?? DEFAULTS.servers
+    if (!Array.isArray(servers) || servers.length === 0) throw new TypeError(`${PREFIX}servers must be a non-empty array of 'host:port' strings`)
+    const timeout = positiveInteger('timeout', options.timeout, DEFAULTS.timeout)
+    const connectTimeout = positiveInteger('connectTimeout', options.connectTimeout, DEFAULTS.connectTimeout)
+    const maxQueue = positiveInteger('maxQueue', options.maxQueue, DEFAULTS.maxQueue)
+    this.maxValueSize = positiveInteger('maxValueSize', options.maxValueSize, DEFAULTS.maxValueSize)
+    this.failures = positiveInteger('failures', options.failures, DEFAULTS.failures)
+    this.retryDelay = positiveInteger('retryDelay', options.retryDelay, DEFAULTS.retryDelay)
+    this.coalesceGets = options.coalesceGets ?? DEFAULTS.coalesceGets
+    const events: ConnectionEvents = {
+      onFailure: (connection, error, consecutive) => this.onFailure(connection, error, consecutive)
+    }
+    this.entries = servers.map((spec) => {
+      const { host, port, weight } = parseServer(spec)
+      const connection = new Connection({
+        host, port, timeout, connectTimeout, maxQueue, maxValueSize: this.maxValueSize, maxBackoff: this.retryDelay, tls: options.tls
+      }, events)
+      return { id: connection.server, host, port, weight, connection, ejected: false, probeTimer: undefined, lastError: undefined }
+    })
+    this.ring = new KetamaRing(this.entries)
+  }
+
+  /** `host:port` of every configured server, in configuration order. */
+  get servers (): string[] {
+    return this.entries.map((entry) => entry.id)
+  }
+
+  /** `host:port` of the servers currently on the ring (not ejected). */
+  get liveServers (): string[] {
+    return this.entries.filter((entry) => !entry.ejected).map((entry) => entry.id)
+  }
+
+  /**
+   * `host:port` of up to `count` distinct live servers for `key`: its own
+   * server first, then the next ones clockwise on the ring (for replication).
+   */
+  serversFor (key: string, count: number): string[] {
+    return this.ring.getN(key, count).map((entry) => entry.id)
+  }
+
+  // ---- retrieval ----
+
+  /** The value stored under `key`, or undefined on a miss. */
+  get (key: string): Promise<Buffer | undefined> {
+    const connection = this.route(key)
+    if (connection instanceof MemcachedError) return Promise.reject(connection)
+    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('get', [key]), undefined, 0, asValue)
+    return new Promise<Buffer | undefined>((resolve, reject) => connection.sendGet(key, resolve, reject))
+  }
+
+  /** The value, flags and cas unique of `key` (for {@link cas}), or undefined on a miss. */
+  async gets (key: string): Promise<CasItem | undefined> {
+    const connection = this.route(key)
+    if (connection instanceof MemcachedError) throw connection
+    return await this.request(connection, 'values', retrievalLine('gets', [key]), undefined, 0, asCasItem)
+  }
+
+  /**
+   * The values of many keys: one multi-key `get` per server, all servers in
+   * parallel. Misses are absent from the map. One invalid key rejects the whole call.
+   */
+  async getMulti (keys: readonly string[]): Promise<Map<string, Buffer>> {
+    const byServer = new Map<Connection, string[]>()
+    for (const key of new Set(keys)) {
+      const connection = this.route(key)
+      if (connection instanceof MemcachedError) throw connection
+      const group = byServer.get(connection)
+      if (group === undefined) byServer.set(connection, [key])
+      else group.push(key)
+    }
+    const replies = await Promise.all([...byServer].map(async ([connection, group]) =>
+      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems)))
+    const found = new Map<string, Buffer>()
+    for (const items of replies) for (const item of items) found.set(item.key, item.value)
+    return found
+  }
+
+  /** Get and touch: the value of `key` (undefined on a miss), its expiry reset to `ttl` seconds. */
+  async gat (key: string, ttl: number): Promise<Buffer | undefined> {
+    const connection = this.route(key)
+    if (connection instanceof MemcachedError) throw connection
+    checkTtl(ttl)
+    return await this.request(connection, 'values', touchRetrievalLine('gat', exptime(ttl), [key]), undefined, 0, asValue)
+  }
+
+  // ---- storage ----
+
+  /** Stores `value` under `key` unconditionally. */
+  set (key: string, value: Value, options?: StoreOptions): Promise<void> {
+    return this.store('set', key, value, options, undefined, asVoid)
+  }
+
+  /** Stores only if `key` holds nothing; false when it exists (NOT_STORED). */
+  async add (key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return await this.store('add', key, value, options, undefined, asStored)
+  }
+
+  /** Stores only if `key` exists; false when it does not (NOT_STORED). */
+  async replace (key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return await this.store('replace', key, value, options, undefined, asStored)
+  }
+
+  /** Appends bytes to an existing value (flags and expiry unchanged); false when `key` does not exist. */
+  async append (key: string, value: Value): Promise<boolean> {
+    return await this.store('append', key, value, undefined, undefined, asStored)
+  }
+
+  /** Prepends bytes to an existing value; false when `key` does not exist. */
+  async prepend (key: string, value: Value): Promise<boolean> {
+    return await this.store('prepend', key, value, undefined, undefined, asStored)
+  }
+
+  /**
+   * Stores only if nobody wrote `key` since the `gets` that returned `cas`:
+   * 'stored', 'exists' (someone did), or 'not_found' (deleted or expired).
+   */
+  async cas (key: string, value: Value, cas: bigint, options?: StoreOptions): Promise<CasResult> {
+    if (typeof cas !== 'bigint' || cas < 0n || cas > MAX_UINT64) throw new TypeError(`${PREFIX}cas must be a bigint from gets()`)
+    return await this.store('cas', key, value, options, cas, asCasResult)
+  }
+
+  /** Validates everything before queueing; rejects, never throws. */
+  private store<T> (verb: string, key: string, value: Value, options: StoreOptions | undefined, cas: bigint | undefined, interpret: Interpret<T>): Promise<T> {
+    const connection = this.route(key)
+    if (connection instanceof MemcachedError) return Promise.reject(connection)
+    const bytes = valueSize(value)
+    if (bytes < 0) return Promise.reject(new TypeError(`${PREFIX}a value must be a string or a Buffer`))
+    if (bytes > this.maxValueSize) {
+      return Promise.reject(new MemcachedError('MC_TOO_LARGE', `value of ${bytes} bytes for ${JSON.stringify(key)} exceeds maxValueSize (${this.maxValueSize})`, { server: connection.server }))
+    }
+    const ttl = options?.ttl ?? 0
+    const flags = options?.flags ?? 0
+    const problem = ttlProblem(ttl) ?? flagsProblem(flags)
+    if (problem !== undefined) return Promise.reject(new TypeError(`${PREFIX}${problem}`))
+    return this.request(connection, 'store', storageLine(verb, key, flags, exptime(ttl), bytes, cas), value, bytes, interpret)
+  }
+
+  // ---- other commands ----
+
+  /** Deletes `key`; false when it did not exist. */
+  async delete (key: string): Promise<boolean> {
+    const connection = this.route(key)
+    if (connection instanceof MemcachedError) throw connection
+    return await this.request(connection, 'delete', commandLine('delete', key), undefined, 0, asFound)
+  }
+
+  /** Adds `delta` to the unsigned 64-bit counter at `key` (wrapping at 2^64); undefined when `key` does not exist. */
+  async incr (key: string, delta: number | bigint = 1): Promise<bigint | undefined> {
+    return await this.arithmetic('incr', key, delta)
+  }
+
+  /** Subtracts `delta` from the counter at `key`, stopping at 0; undefined when `key` does not exist. */
+  async decr (key: string, delta: number | bigint = 1): Promise<bigint | undefined> {
+    return await this.arithmetic('decr', key, delta)
+  }
+
+  private async arithmetic (verb: 'incr' | 'decr', key: string, delta: number | bigint): Promise<bigint | undefined> {
+    const connection = this.route(key)
+    if (connection instanceof MemcachedError) throw connection
+    const amount = typeof delta === 'number' && Number.isSafeInteger(delta) ? BigInt(delta) : delta
+    if (typeof amount !== 'bigint' || amount < 0n || amount > MAX_UINT64) {
+      throw new TypeError(`${PREFIX}${verb} delta must be an integer from 0 to 2^64-1`)
+    }
+    return await this.request(connection, 'number', commandLine(verb, key, amount), undefined, 0, asNumber)
+  }
+
+  /** Resets the expiry of `key` to `ttl` seconds; false when `key` does not exist. */
+  async touch (key: string, ttl: number): Promise<boolean> {
+    const connection = this.route(key)
+    if (connection instanceof MemcachedError) throw connection
+    checkTtl(ttl)
+    return await this.request(connection, 'touch', commandLine('touch', key, exptime(ttl)), undefined, 0, asFound)
+  }
+
+  /** `flush_all` on every server: every item becomes invalid. */
+  async flush (): Promise<void> {
+    await this.everyServer('ok', 'flush_all\r\n', asVoid)
+  }
+
+  /** Each server's version, keyed by `host:port`, e.g. `{ '127.0.0.1:11211': '1.6.18' }`. */
+  async version (): Promise<Record<string, string>> {
+    return await this.everyServer('version', 'version\r\n', asVersion)
+  }
+
+  /** Each server's general-purpose statistics (`stats`), keyed by `host:port`. */
+  async stats (): Promise<Record<string, Record<string, string>>> {
+    return await this.everyServer('stats', 'stats\r\n', asStats)
+  }
+
+  private async everyServer<T> (kind: ReplyKind, line: string, interpret: Interpret<T>): Promise<Record<string, T>> {
+    if (this.closed) throw new MemcachedError('MC_CLOSED', 'the client is closed')
+    const results = await Promise.all(this.entries.map(async (entry) =>
+      await this.request(entry.connection, kind, line, undefined, 0, interpret)))
+    return Object.fromEntries(this.entries.map((entry, i) => [entry.id, results[i] as T]))
+  }
+
+  /**
+   * Lets queued and in-flight commands finish, rejects later ones with
+   * `MC_CLOSED`, then ends every socket; afterwards no timer or socket of the
+   * client keeps the process alive.
+   */
+  async close (): Promise<void> {
+    this.closed = true
+    for (const entry of this.entries) clearTimeout(entry.probeTimer)
+    await Promise.all(this.entries.map(async (entry) => await entry.connection.close()))
+  }
+
+  // ---- routing and failover ----
+
+  private route (key: string): Connection | MemcachedError {
+    const problem = keyProblem(key)
+    if (problem !== undefined) return invalidKey(key, problem)
+    if (this.closed) return new MemcachedError('MC_CLOSED', 'the client is closed')
+    const entry = this.ring.size === 1 && this.entries.length === 1 ? this.entries[0] : this.ring.get(key)
+    if (entry === undefined || entry.ejected) return this.noServers()
+    return entry.connection
+  }
+
+  private noServers (): MemcachedError {
+    const reasons = this.entries.map((entry) => `${entry.id} (${entry.lastError?.message ?? 'ejected'})`).join(', ')
+    return new MemcachedError('MC_NO_SERVERS', `no memcached server available: ${reasons}; retrying every ${this.retryDelay} ms`, {
+      cause: this.entries[0]?.lastError
+    })
+  }
+
+  private request<T> (connection: Connection, kind: ReplyKind, head: string, body: Value | undefined, bodySize: number, interpret: Interpret<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject))
+    })
+  }
+
+  private onFailure (connection: Connection, error: MemcachedError, consecutive: number): void {
+    const entry = this.entries.find((candidate) => candidate.connection === connection)
+    if (entry === undefined || this.closed) return
+    entry.lastError = error
+    if (entry.ejected || consecutive < this.failures) return
+    entry.ejected = true
+    this.ring = new KetamaRing(this.entries.filter((candidate) => !candidate.ejected))
+    this.scheduleProbe(entry)
+  }
+
+  private scheduleProbe (entry: ServerEntry): void {
+    entry.probeTimer = setTimeout(() => { void this.probe(entry) }, this.retryDelay)
+    // An ejected server must not keep the process alive on its own.
+    entry.probeTimer.unref()
+  }
+
+  private async probe (entry: ServerEntry): Promise<void> {
+    entry.probeTimer = undefined
+    if (this.closed) return
+    if (!await entry.connection.probe()) return this.scheduleProbe(entry)
+    if (this.closed) return
+    entry.ejected = false
+    this.ring = new KetamaRing(this.entries.filter((candidate) => !candidate.ejected))
+  }
+}
+
+function checkTtl (ttl: number): void {
+  const problem = ttlProblem(ttl)
+  if (problem !== undefined) throw new TypeError(`${PREFIX}${problem}`)
+}

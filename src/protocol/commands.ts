@@ -1,0 +1,328 @@
+/**
+ * Request encoding and the checks that keep bad input off the wire.
+ * Request lines are built as strings (keys are validated first, so nothing a
+ * caller passes can add a line); values never are: they are copied into the
+ * outgoing batch as bytes.
+ */
+import { MemcachedError } from './errors.js'
+import type { Reply, ReplyKind } from './parser.js'
+
+/** Longest key memcached accepts, in bytes (protocol.txt, "Keys"). */
+export const MAX_KEY_BYTES = 250
+
+/** TTLs above this many seconds are absolute Unix times to memcached (protocol.txt, "Expiration times"). */
+export const RELATIVE_TTL_LIMIT = 60 * 60 * 24 * 30
+
+const CRLF = '\r\n'
+
+/**
+ * Why `key` cannot be a memcached key, or undefined when it can. memcached
+ * splits a command line on spaces and ends it at LF, and accepts any other
+ * byte: so whitespace and control characters are ours to refuse.
+ */
+export function keyProblem (key: unknown): string | undefined {
+  if (typeof key !== 'string') return 'a key must be a string'
+  if (key.length === 0) return 'a key must not be empty'
+  let ascii = true
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i)
+    if (code <= 0x20 || code === 0x7f) return 'a key must not contain whitespace or control characters'
+    if (code >= 0x80) {
+      ascii = false
+      if (code <= 0x9f || code === 0x2028 || code === 0x2029) return 'a key must not contain whitespace or control characters'
+    }
+  }
+  if (ascii) return key.length > MAX_KEY_BYTES ? `a key must be at most ${MAX_KEY_BYTES} bytes` : undefined
+  // A lone surrogate would be sent as U+FFFD: two different keys, one item.
+  if (!key.isWellFormed()) return 'a key must be well-formed UTF-16 (no lone surrogates)'
+  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) return `a key must be at most ${MAX_KEY_BYTES} bytes of UTF-8`
+  return undefined
+}
+
+/** The error for a key that {@link keyProblem} refused. */
+export function invalidKey (key: unknown, problem: string): MemcachedError {
+  const shown = typeof key === 'string' ? JSON.stringify(key.length > 40 ? `${key.slice(0, 40)}…` : key) : typeof key
+  return new MemcachedError('MC_INVALID_KEY', `invalid key ${shown}: ${problem}`)
+}
+
+/**
+ * The protocol's exptime for a relative TTL in seconds: 0 is "never", up to
+ * 30 days it is relative, above it memcached reads an absolute Unix time.
+ */
+export function exptime (ttl: number, nowMs: number = Date.now()): number {
+  if (ttl <= RELATIVE_TTL_LIMIT) return ttl
+  return Math.floor(nowMs / 1000) + ttl
+}
+
+/** Why `ttl` cannot be used, or undefined. */
+export function ttlProblem (ttl: unknown): string | undefined {
+  if (typeof ttl !== 'number' || !Number.isSafeInteger(ttl) || ttl < 0) {
+    return 'ttl must be a whole number of seconds >= 0'
+  }
+  return undefined
+}
+
+/** Why `flags` cannot be used, or undefined: memcached stores them as an unsigned 32-bit integer. */
+export function flagsProblem (flags: unknown): string | undefined {
+  if (typeof flags !== 'number' || !Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) {
+    return 'flags must be an integer from 0 to 4294967295'
+  }
+  return undefined
+}
+
+/** The byte length of a value, or -1 when it is neither a string nor a Buffer. */
+export function valueSize (value: unknown): number {
+  if (typeof value === 'string') return Buffer.byteLength(value, 'utf8')
+  if (Buffer.isBuffer(value)) return value.length
+  if (value instanceof Uint8Array) return value.byteLength
+  return -1
+}
+
+/** `<verb> <key> <flags> <exptime> <bytes> [<cas>]\r\n` (protocol.txt, "Storage commands"). */
+export function storageLine (verb: string, key: string, flags: number, expiry: number, bytes: number, cas?: bigint): string {
+  return cas === undefined
+    ? `${verb} ${key} ${flags} ${expiry} ${bytes}${CRLF}`
+    : `${verb} ${key} ${flags} ${expiry} ${bytes} ${cas}${CRLF}`
+}
+
+/** `get|gets <key>*\r\n`. */
+export function retrievalLine (verb: 'get' | 'gets', keys: readonly string[]): string {
+  return keys.length === 1 ? `${verb} ${keys[0]}${CRLF}` : `${verb} ${keys.join(' ')}${CRLF}`
+}
+
+/** `gat|gats <exptime> <key>*\r\n`. */
+export function touchRetrievalLine (verb: 'gat' | 'gats', expiry: number, keys: readonly string[]): string {
+  return `${verb} ${expiry} ${keys.join(' ')}${CRLF}`
+}
+
+/** Any other one-line command: words joined by spaces. */
+export function commandLine (...words: ReadonlyArray<string | number | bigint>): string {
+  return `${words.join(' ')}${CRLF}`
+}
+
+const SCRATCH_BYTES = 16 * 1024
+/** Values at least this large go to the socket as they are instead of being copied. */
+const ZERO_COPY_BYTES = 64 * 1024
+
+/**
+ * The bytes of one flush: request lines and small values are copied into one
+ * scratch buffer, so a tick's requests leave in a single write; large values
+ * are passed through uncopied.
+ */
+export class RequestBatch {
+  private scratch = Buffer.allocUnsafe(SCRATCH_BYTES)
+  private used = 0
+  private readonly chunks: Buffer[] = []
+  private total = 0
+
+  /** Bytes written since the last {@link take}. */
+  get size (): number { return this.total }
+
+  /** Appends a request line (ASCII, or UTF-8 keys). */
+  line (text: string): void {
+    this.reserve(text.length * 3)
+    const written = this.scratch.write(text, this.used, 'utf8')
+    this.used += written
+    this.total += written
+  }
+
+  /** Appends a value and its terminating CRLF. */
+  value (data: Buffer | Uint8Array | string, bytes: number): void {
+    if (bytes >= ZERO_COPY_BYTES && typeof data !== 'string') {
+      this.cut()
+      this.chunks.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength))
+      this.total += bytes
+    } else {
+      this.reserve(bytes)
+      if (typeof data === 'string') this.scratch.write(data, this.used, 'utf8')
+      else this.scratch.set(data, this.used)
+      this.used += bytes
+      this.total += bytes
+    }
+    this.line(CRLF)
+  }
+
+  /** The buffers to write, in order; the batch starts empty again. */
+  take (): Buffer[] {
+    this.cut()
+    const chunks = this.chunks.splice(0)
+    this.total = 0
+    return chunks
+  }
+
+  /** Ends the current scratch region; the socket now owns those bytes. */
+  private cut (): void {
+    if (this.used === 0) return
+    this.chunks.push(this.scratch.subarray(0, this.used))
+    this.scratch = this.scratch.subarray(this.used)
+    this.used = 0
+  }
+
+  private reserve (bytes: number): void {
+    if (this.scratch.length - this.used >= bytes) return
+    this.cut()
+    this.scratch = Buffer.allocUnsafe(Math.max(SCRATCH_BYTES, bytes))
+  }
+}
+
+/** One VALUE of a retrieval reply. */
+export interface Item {
+  readonly key: string
+  readonly value: Buffer
+  /** Unsigned 32-bit flags stored with the item. */
+  readonly flags: number
+  /** The item's cas unique, for gets/gats. */
+  readonly cas: bigint | undefined
+}
+
+/**
+ * One request on the wire, as the connection's queue sees it: it encodes
+ * itself at flush time (so a request that times out while queued is simply
+ * dropped) and settles its caller(s) from the reply.
+ */
+export interface Request {
+  readonly kind: ReplyKind
+  /** Callers this request answers: more than one for coalesced gets. */
+  readonly callers: number
+  /** When the oldest caller times out, in `performance.now()` ms. */
+  deadline: number
+  encode (batch: RequestBatch): void
+  /** A VALUE block; false when this request never asked for that key. */
+  onValue (item: Item): boolean
+  onStat (name: string, value: string): void
+  complete (reply: Reply, server: string): void
+  fail (error: MemcachedError): void
+}
+
+/** Turns the completing reply into a result, or into the error to reject with. */
+export type Interpret<T> = (reply: Reply, request: SingleRequest<T>, server: string) => T | MemcachedError
+
+/** A request with exactly one caller. */
+export class SingleRequest<T> implements Request {
+  readonly callers = 1
+  deadline = 0
+  /** VALUE blocks received so far, in order. */
+  items: Item[] | undefined
+  /** STAT lines received so far. */
+  stats: Record<string, string> | undefined
+
+  constructor (
+    readonly kind: ReplyKind,
+    private readonly head: string,
+    private readonly body: Buffer | Uint8Array | string | undefined,
+    private readonly bodySize: number,
+    private readonly interpret: Interpret<T>,
+    private readonly resolve: (result: T) => void,
+    private readonly reject: (error: MemcachedError) => void
+  ) {}
+
+  encode (batch: RequestBatch): void {
+    batch.line(this.head)
+    if (this.body !== undefined) batch.value(this.body, this.bodySize)
+  }
+
+  onValue (item: Item): boolean {
+    if (this.items === undefined) this.items = [item]
+    else this.items.push(item)
+    return true
+  }
+
+  onStat (name: string, value: string): void {
+    if (this.stats === undefined) this.stats = Object.create(null) as Record<string, string>
+    this.stats[name] = value
+  }
+
+  complete (reply: Reply, server: string): void {
+    const result = this.interpret(reply, this, server)
+    if (result instanceof MemcachedError) this.reject(result)
+    else this.resolve(result)
+  }
+
+  fail (error: MemcachedError): void {
+    this.reject(error)
+  }
+}
+
+interface GetWaiter {
+  resolve: (value: Buffer | undefined) => void
+  reject: (error: MemcachedError) => void
+  /** Another caller of the same key in this batch. */
+  next: GetWaiter | undefined
+}
+
+/** Keys per coalesced `get`: bounds the line and the reply a batch waits for. */
+export const MAX_BATCH_KEYS = 256
+
+/**
+ * Single-key gets that reach one server in the same tick, sent as one
+ * multi-key `get`. Each caller still gets its own value, or undefined on a miss.
+ */
+export class GetBatch implements Request {
+  readonly kind = 'values'
+  deadline = 0
+  callers = 0
+  private readonly waiting = new Map<string, GetWaiter>()
+
+  /** Whether another distinct key still fits. */
+  get full (): boolean { return this.waiting.size >= MAX_BATCH_KEYS }
+
+  add (key: string, resolve: GetWaiter['resolve'], reject: GetWaiter['reject']): void {
+    const first = this.waiting.get(key)
+    const waiter: GetWaiter = { resolve, reject, next: undefined }
+    if (first === undefined) this.waiting.set(key, waiter)
+    else {
+      waiter.next = first.next
+      first.next = waiter
+    }
+    this.callers++
+  }
+
+  encode (batch: RequestBatch): void {
+    batch.line(retrievalLine('get', [...this.waiting.keys()]))
+  }
+
+  onValue (item: Item): boolean {
+    let waiter = this.waiting.get(item.key)
+    if (waiter === undefined) return false
+    this.waiting.delete(item.key)
+    waiter.resolve(item.value)
+    // Callers of the same key get their own copy, so one cannot change another's.
+    for (waiter = waiter.next; waiter !== undefined; waiter = waiter.next) waiter.resolve(Buffer.from(item.value))
+    return true
+  }
+
+  onStat (): void {}
+
+  complete (reply: Reply, server: string): void {
+    if (reply.type === 'end') return this.settleAll(undefined)
+    this.fail(replyError(reply, server))
+  }
+
+  fail (error: MemcachedError): void {
+    for (let waiter of this.waiting.values()) {
+      for (; waiter !== undefined; waiter = waiter.next as GetWaiter) waiter.reject(error)
+    }
+    this.waiting.clear()
+  }
+
+  private settleAll (value: undefined): void {
+    for (let waiter of this.waiting.values()) {
+      for (; waiter !== undefined; waiter = waiter.next as GetWaiter) waiter.resolve(value)
+    }
+    this.waiting.clear()
+  }
+}
+
+/** The error a reply stands for: an error line, or a reply of the wrong shape. */
+export function replyError (reply: Reply, server: string): MemcachedError {
+  if (reply.type !== 'error') {
+    return new MemcachedError('MC_PROTOCOL', `unexpected reply ${JSON.stringify(reply)}`, { server })
+  }
+  if (reply.kind === 'SERVER_ERROR') {
+    // memcached swallows the value it refuses, so the connection stays usable.
+    const tooLarge = reply.message.includes('too large')
+    return new MemcachedError(tooLarge ? 'MC_TOO_LARGE' : 'MC_SERVER_ERROR', `SERVER_ERROR ${reply.message}`, { server })
+  }
+  const text = reply.kind === 'ERROR' ? 'ERROR (command unknown to the server)' : `CLIENT_ERROR ${reply.message}`
+  return new MemcachedError('MC_CLIENT_ERROR', text, { server })
+}

@@ -1,0 +1,368 @@
+/**
+ * One socket to one memcached server, shared by every caller: requests wait
+ * in `pending` until the next flush writes them in one batch, then in
+ * `inflight` until their reply arrives, strictly in order.
+ */
+import net from 'node:net'
+import { performance } from 'node:perf_hooks'
+import tls from 'node:tls'
+import { GetBatch, RequestBatch, type Request } from './commands.js'
+import { MemcachedError } from './errors.js'
+import { ReplyParser, type ParserSink, type Reply, type ReplyKind } from './parser.js'
+
+/** What a connection needs to know; all durations in ms. */
+export interface ConnectionOptions {
+  host: string
+  port: number
+  timeout: number
+  connectTimeout: number
+  maxQueue: number
+  maxValueSize: number
+  /** Longest backoff between failed reconnects. */
+  maxBackoff: number
+  tls: tls.ConnectionOptions | undefined
+}
+
+/** How a connection tells its owner about health, for ejection from the ring. */
+export interface ConnectionEvents {
+  /**
+   * The connection failed (refused, connect timeout, lost, command timeout,
+   * garbage); `consecutive` counts failures since the last reply.
+   */
+  onFailure (connection: Connection, error: MemcachedError, consecutive: number): void
+}
+
+/** Written requests not yet answered, at most; beyond it requests wait in `pending`. */
+const MAX_IN_FLIGHT = 4096
+const BASE_BACKOFF = 50
+/** Longest reply line: a VALUE line with a 250-byte key is about 300 bytes. */
+const MAX_LINE = 8192
+
+/** A FIFO that shifts in O(1) and compacts itself now and then. */
+class Fifo<T> {
+  private items: T[] = []
+  private head = 0
+
+  get length (): number { return this.items.length - this.head }
+  peek (): T | undefined { return this.items[this.head] }
+  last (): T | undefined { return this.length > 0 ? this.items[this.items.length - 1] : undefined }
+  push (item: T): void { this.items.push(item) }
+
+  shift (): T | undefined {
+    if (this.head >= this.items.length) return undefined
+    const item = this.items[this.head] as T
+    this.items[this.head++] = undefined as T
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return item
+  }
+
+  /** Empties the queue and returns what it held, oldest first. */
+  drain (): T[] {
+    const items = this.items.slice(this.head)
+    this.items = []
+    this.head = 0
+    return items
+  }
+}
+
+type State = 'idle' | 'connecting' | 'ready' | 'closed'
+
+export class Connection implements ParserSink {
+  /** `host:port`, as errors and stats name it. */
+  readonly server: string
+  private state: State = 'idle'
+  private socket: net.Socket | undefined
+  private readonly pending = new Fifo<Request>()
+  private readonly inflight = new Fifo<Request>()
+  /** Callers not yet answered, queued and in flight (`maxQueue` counts these). */
+  private outstanding = 0
+  private readonly batch = new RequestBatch()
+  private readonly parser: ReplyParser
+  private flushScheduled = false
+  private timer: NodeJS.Timeout | undefined
+  private connectTimer: NodeJS.Timeout | undefined
+  /** Consecutive failures, for the backoff. */
+  private failures = 0
+  /** Until when (performance.now() ms) new requests fail fast instead of reconnecting. */
+  private downUntil = 0
+  private lastError: MemcachedError | undefined
+  private closing = false
+  private closed: Promise<void> | undefined
+  private resolveClosed: (() => void) | undefined
+
+  constructor (private readonly options: ConnectionOptions, private readonly events: ConnectionEvents) {
+    this.server = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`
+    this.parser = new ReplyParser(this, { maxLine: MAX_LINE, maxValue: options.maxValueSize })
+  }
+
+  /** Callers waiting on this server, queued or in flight. */
+  get queued (): number { return this.outstanding }
+
+  /** Queues a request; it settles with a reply or a MemcachedError, never throws. */
+  send (request: Request): void {
+    const refusal = this.refusal()
+    if (refusal !== undefined) return request.fail(refusal)
+    this.enqueue(request)
+  }
+
+  /** Queues a single-key get, coalesced with the other gets of this tick. */
+  sendGet (key: string, resolve: (value: Buffer | undefined) => void, reject: (error: MemcachedError) => void): void {
+    const refusal = this.refusal()
+    if (refusal !== undefined) return reject(refusal)
+    const tail = this.pending.last()
+    if (tail instanceof GetBatch && !tail.full) {
+      tail.add(key, resolve, reject)
+      this.outstanding++
+      return
+    }
+    const batch = new GetBatch()
+    batch.add(key, resolve, reject)
+    this.enqueue(batch)
+  }
+
+  private refusal (): MemcachedError | undefined {
+    if (this.closing) return new MemcachedError('MC_CLOSED', 'the client is closed', { server: this.server })
+    if (this.outstanding >= this.options.maxQueue) {
+      return new MemcachedError('MC_QUEUE_FULL', `${this.outstanding} commands already wait for ${this.server}`, { server: this.server })
+    }
+    if (this.state === 'idle' && this.downUntil > performance.now()) {
+      return new MemcachedError('MC_CONNECTION', `${this.server} is unreachable; next attempt soon`, { server: this.server, cause: this.lastError })
+    }
+    return undefined
+  }
+
+  private enqueue (request: Request): void {
+    request.deadline = performance.now() + this.options.timeout
+    this.pending.push(request)
+    this.outstanding += request.callers
+    if (this.timer === undefined) this.armTimer(this.options.timeout)
+    if (this.state === 'idle') this.connect()
+    else if (this.state === 'ready') this.scheduleFlush()
+  }
+
+  // ---- socket lifecycle ----
+
+  private connect (): void {
+    this.state = 'connecting'
+    const { host, port } = this.options
+    const socket = this.options.tls === undefined
+      ? net.connect({ host, port, noDelay: true })
+      : tls.connect({ ...this.options.tls, host, port })
+    this.socket = socket
+    socket.setNoDelay(true)
+    this.connectTimer = setTimeout(() => {
+      this.lose(socket, new MemcachedError('MC_TIMEOUT', `no connection to ${this.server} within ${this.options.connectTimeout} ms`, { server: this.server }))
+    }, this.options.connectTimeout)
+    socket.once(this.options.tls === undefined ? 'connect' : 'secureConnect', () => this.onConnect(socket))
+    socket.on('data', (chunk: Buffer) => { if (socket === this.socket) this.parser.feed(chunk) })
+    socket.on('drain', () => { if (socket === this.socket) this.flush() })
+    socket.on('error', (error: Error) => this.lose(socket, this.socketError(error)))
+    socket.on('close', () => this.lose(socket, new MemcachedError('MC_CONNECTION', `connection to ${this.server} closed`, { server: this.server })))
+  }
+
+  private socketError (error: Error): MemcachedError {
+    const code = (error as NodeJS.ErrnoException).code ?? error.message
+    return new MemcachedError('MC_CONNECTION', `connection to ${this.server} failed: ${code}`, { server: this.server, cause: error })
+  }
+
+  private onConnect (socket: net.Socket): void {
+    if (socket !== this.socket) return
+    clearTimeout(this.connectTimer)
+    this.state = 'ready'
+    this.parser.reset()
+    this.flush()
+  }
+
+  /**
+   * The socket is gone (error, close, timeout or garbage). Whatever was
+   * written on it fails: its replies can never be matched again. Requests
+   * not yet written fail too when the connection never came up or broke,
+   * so callers learn of a dead server at once instead of at their timeout.
+   */
+  private lose (socket: net.Socket, error: MemcachedError): void {
+    if (socket !== this.socket) return
+    this.socket = undefined
+    clearTimeout(this.connectTimer)
+    socket.destroy()
+    const wasReady = this.state === 'ready'
+    this.state = this.closing ? 'closed' : 'idle'
+    const cleanIdleClose = wasReady && this.inflight.length === 0 && error.cause === undefined && error.code === 'MC_CONNECTION'
+    this.failAll(this.inflight, error)
+    if (cleanIdleClose) {
+      // The server closed an idle connection (idle_timeout, restart): reconnect on demand.
+      if (this.pending.length > 0) this.connect()
+    } else {
+      this.failAll(this.pending, error)
+      if (!this.closing) this.recordFailure(error)
+    }
+    this.finishClose()
+  }
+
+  private recordFailure (error: MemcachedError): void {
+    this.failures++
+    this.lastError = error
+    const ceiling = Math.min(this.options.maxBackoff, BASE_BACKOFF * 2 ** Math.min(this.failures - 1, 16))
+    // Equal jitter: spread the reconnects of many app instances.
+    this.downUntil = performance.now() + ceiling / 2 + Math.random() * ceiling / 2
+    this.events.onFailure(this, error, this.failures)
+  }
+
+  private failAll (queue: Fifo<Request>, error: MemcachedError): void {
+    const now = performance.now()
+    for (const request of queue.drain()) {
+      this.outstanding -= request.callers
+      request.fail(request.deadline <= now ? this.timeoutError() : error)
+    }
+  }
+
+  private timeoutError (): MemcachedError {
+    return new MemcachedError('MC_TIMEOUT', `no reply from ${this.server} within ${this.options.timeout} ms`, { server: this.server })
+  }
+
+  // ---- writing ----
+
+  private scheduleFlush (): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    setImmediate(this.flushNow)
+  }
+
+  private readonly flushNow = (): void => {
+    this.flushScheduled = false
+    this.flush()
+  }
+
+  /** Writes every pending request that fits in flight, as one batch. */
+  private flush (): void {
+    const socket = this.socket
+    if (this.state !== 'ready' || socket === undefined || socket.writableNeedDrain) return
+    while (this.pending.length > 0 && this.inflight.length < MAX_IN_FLIGHT) {
+      const request = this.pending.shift() as Request
+      request.encode(this.batch)
+      this.inflight.push(request)
+    }
+    const chunks = this.batch.take()
+    if (chunks.length === 1) {
+      socket.write(chunks[0] as Buffer)
+    } else if (chunks.length > 1) {
+      socket.cork()
+      for (const chunk of chunks) socket.write(chunk)
+      socket.uncork()
+    }
+  }
+
+  // ---- replies (ParserSink) ----
+
+  expecting (): ReplyKind | undefined {
+    return this.inflight.peek()?.kind
+  }
+
+  onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void {
+    const request = this.inflight.peek() as Request
+    if (!request.onValue({ key, value, flags, cas })) this.onProtocolError(`VALUE for key ${JSON.stringify(key)} that was not requested`)
+  }
+
+  onStat (name: string, value: string): void {
+    (this.inflight.peek() as Request).onStat(name, value)
+  }
+
+  onReply (reply: Reply): void {
+    const request = this.inflight.shift() as Request
+    this.outstanding -= request.callers
+    this.failures = 0
+    request.complete(reply, this.server)
+    if (this.pending.length > 0 && this.inflight.length === MAX_IN_FLIGHT - 1) this.scheduleFlush()
+    this.endIfDone()
+  }
+
+  onProtocolError (message: string): void {
+    const socket = this.socket
+    if (socket === undefined) return
+    this.lose(socket, new MemcachedError('MC_PROTOCOL', `invalid reply from ${this.server}: ${message}`, { server: this.server }))
+  }
+
+  // ---- timeouts: one timer per connection, never one per request ----
+
+  private armTimer (delay: number): void {
+    this.timer = setTimeout(this.onTimer, Math.max(1, Math.ceil(delay)))
+    this.timer.unref()
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined
+    const now = performance.now()
+    const oldest = this.inflight.peek()
+    if (oldest !== undefined && oldest.deadline <= now && this.socket !== undefined) {
+      // A written request's reply cannot be skipped: the stream must be dropped.
+      const cause = this.timeoutError()
+      this.lose(this.socket, new MemcachedError('MC_CONNECTION', `connection to ${this.server} reset after a command timed out`, { server: this.server, cause }))
+    }
+    this.expirePending(now)
+    const next = Math.min(this.inflight.peek()?.deadline ?? Infinity, this.pending.peek()?.deadline ?? Infinity)
+    if (next !== Infinity) this.armTimer(next - now)
+  }
+
+  /** Requests never written may simply be dropped when they time out. */
+  private expirePending (now: number): void {
+    let expired = 0
+    for (let request = this.pending.peek(); request !== undefined && request.deadline <= now; request = this.pending.peek()) {
+      this.pending.shift()
+      this.outstanding -= request.callers
+      request.fail(this.timeoutError())
+      expired++
+    }
+    if (expired > 0) this.endIfDone()
+  }
+
+  // ---- probing and closing ----
+
+  /** Tries to reach the server now, ignoring the backoff; resolves whether it answered. */
+  async probe (): Promise<boolean> {
+    this.downUntil = 0
+    return await new Promise<boolean>((resolve) => {
+      this.send(new ProbeRequest(resolve))
+    })
+  }
+
+  /** Lets queued and in-flight requests finish, refuses new ones, then ends the socket. */
+  async close (): Promise<void> {
+    if (this.closed !== undefined) return await this.closed
+    this.closing = true
+    this.closed = new Promise((resolve) => { this.resolveClosed = resolve })
+    this.endIfDone()
+    return await this.closed
+  }
+
+  /** Once closing and nothing is left to answer, ends the socket (gracefully when it is up). */
+  private endIfDone (): void {
+    if (!this.closing || this.outstanding > 0) return
+    const socket = this.socket
+    if (socket === undefined) return this.finishClose()
+    if (this.state === 'ready') socket.end()
+    else this.lose(socket, new MemcachedError('MC_CLOSED', 'the client is closed', { server: this.server }))
+  }
+
+  private finishClose (): void {
+    if (!this.closing || this.socket !== undefined || this.outstanding > 0) return
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.state = 'closed'
+    this.resolveClosed?.()
+  }
+}
+
+/** `version`, used to learn whether an ejected server is back. */
+class ProbeRequest implements Request {
+  readonly kind = 'version'
+  readonly callers = 1
+  deadline = 0
+  constructor (private readonly resolve: (answered: boolean) => void) {}
+  encode (batch: RequestBatch): void { batch.line('version\r\n') }
+  onValue (): boolean { return false }
+  onStat (): void {}
+  complete (reply: Reply): void { this.resolve(reply.type === 'version') }
+  fail (): void { this.resolve(false) }
+}

@@ -1,0 +1,285 @@
+/**
+ * Incremental parser of memcached text-protocol replies (protocol.txt).
+ * Bytes in, typed events out: no socket, no timers. Replies may arrive split
+ * at any byte; the parser keeps at most one partial line (bounded by
+ * `maxLine`) and one value in progress (bounded by `maxValue`).
+ */
+
+/** The shape of reply the oldest unanswered command expects. */
+export type ReplyKind =
+  /** get/gets/gat/gats: any number of VALUE blocks, then END */
+  | 'values'
+  /** set/add/replace/append/prepend/cas */
+  | 'store'
+  | 'delete'
+  /** incr/decr: a decimal number or NOT_FOUND */
+  | 'number'
+  | 'touch'
+  /** flush_all */
+  | 'ok'
+  | 'version'
+  /** STAT lines, then END */
+  | 'stats'
+
+/** One-word replies (protocol.txt, "Storage commands", "Deletion", "Touch"). */
+export type Status = 'STORED' | 'NOT_STORED' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED' | 'OK'
+
+/** The reply that completes the oldest unanswered command. */
+export type Reply =
+  | { readonly type: 'end' }
+  | { readonly type: 'status', readonly status: Status }
+  | { readonly type: 'number', readonly value: bigint }
+  | { readonly type: 'version', readonly version: string }
+  | { readonly type: 'error', readonly kind: 'ERROR' | 'CLIENT_ERROR' | 'SERVER_ERROR', readonly message: string }
+
+/** Receives what the parser reads. Implemented by the connection. */
+export interface ParserSink {
+  /** The reply kind of the oldest unanswered command; undefined when nothing is in flight. */
+  expecting (): ReplyKind | undefined
+  /** One VALUE block of a retrieval reply; `value` is a copy the receiver owns. */
+  onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void
+  /** One STAT line of a stats reply. */
+  onStat (name: string, value: string): void
+  /** The line that completes the oldest unanswered command. */
+  onReply (reply: Reply): void
+  /** Bytes that cannot be a reply to what is in flight; the stream position is lost. */
+  onProtocolError (message: string): void
+}
+
+/** Bounds that keep hostile input from turning into allocations. */
+export interface ParserLimits {
+  /** Longest reply line accepted, in bytes, without its CRLF. */
+  maxLine: number
+  /** Largest VALUE accepted, in bytes. */
+  maxValue: number
+}
+
+const CR = 13
+const LF = 10
+const SPACE = 32
+const END_REPLY: Reply = Object.freeze({ type: 'end' })
+const STATUS_REPLIES = new Map<string, Reply>(
+  (['STORED', 'NOT_STORED', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED', 'OK'] as const)
+    .map((status) => [status, Object.freeze({ type: 'status', status })])
+)
+
+/** Which status words each reply kind may receive (errors are always allowed). */
+const ALLOWED_STATUS: Record<ReplyKind, ReadonlySet<string>> = {
+  values: new Set(),
+  store: new Set(['STORED', 'NOT_STORED', 'EXISTS', 'NOT_FOUND']),
+  delete: new Set(['DELETED', 'NOT_FOUND']),
+  number: new Set(['NOT_FOUND']),
+  touch: new Set(['TOUCHED', 'NOT_FOUND']),
+  ok: new Set(['OK']),
+  version: new Set(),
+  stats: new Set()
+}
+
+const VALUE_PREFIX = Buffer.from('VALUE ')
+const END_LINE = Buffer.from('END')
+const STORED_LINE = Buffer.from('STORED')
+
+function startsWith (buf: Buffer, start: number, end: number, prefix: Buffer): boolean {
+  if (end - start < prefix.length) return false
+  for (let i = 0; i < prefix.length; i++) {
+    if (buf[start + i] !== prefix[i]) return false
+  }
+  return true
+}
+
+function isLine (buf: Buffer, start: number, end: number, word: Buffer): boolean {
+  return end - start === word.length && startsWith(buf, start, end, word)
+}
+
+/** Parses a decimal integer of at most 20 digits; -1 when it is not one. */
+function parseUint (text: string): number {
+  if (text.length === 0 || text.length > 20) return -1
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    if (code < 48 || code > 57) return -1
+  }
+  return Number(text)
+}
+
+export class ReplyParser {
+  /** Bytes of a line whose LF has not arrived yet. */
+  private partialLine: Buffer | undefined
+  private valueKey = ''
+  private valueFlags = 0
+  private valueCas: bigint | undefined
+  /** The value being filled; undefined when reading lines. */
+  private value: Buffer | undefined
+  /** Bytes of `value` plus its trailing CRLF received so far. */
+  private valueFilled = 0
+  private failed = false
+
+  constructor (private readonly sink: ParserSink, private readonly limits: ParserLimits) {}
+
+  /** Forgets all state: the connection starts a new stream. */
+  reset (): void {
+    this.partialLine = undefined
+    this.value = undefined
+    this.valueFilled = 0
+    this.failed = false
+  }
+
+  /** Whether the parser is between replies (no partial line or value). */
+  get idle (): boolean {
+    return this.partialLine === undefined && this.value === undefined
+  }
+
+  feed (chunk: Buffer): void {
+    if (this.failed) return
+    let pos = 0
+    if (this.partialLine !== undefined) {
+      const lf = chunk.indexOf(LF)
+      if (lf === -1) {
+        this.keepPartial(Buffer.concat([this.partialLine, chunk]))
+        return
+      }
+      const line = Buffer.concat([this.partialLine, chunk.subarray(0, lf + 1)])
+      this.partialLine = undefined
+      this.consume(line, 0)
+      pos = lf + 1
+    }
+    this.consume(chunk, pos)
+  }
+
+  private keepPartial (bytes: Buffer): void {
+    if (bytes.length > this.limits.maxLine + 1) {
+      this.fail(`reply line longer than ${this.limits.maxLine} bytes`)
+      return
+    }
+    // A copy, so a small partial line does not pin the whole socket chunk.
+    this.partialLine = Buffer.from(bytes)
+  }
+
+  private consume (buf: Buffer, start: number): void {
+    let pos = start
+    while (pos < buf.length && !this.failed) {
+      if (this.value !== undefined) {
+        pos = this.fillValue(buf, pos)
+        continue
+      }
+      const lf = buf.indexOf(LF, pos)
+      if (lf === -1) {
+        this.keepPartial(buf.subarray(pos))
+        return
+      }
+      if (lf - pos > this.limits.maxLine + 1) {
+        this.fail(`reply line longer than ${this.limits.maxLine} bytes`)
+        return
+      }
+      if (lf === pos || buf[lf - 1] !== CR) {
+        this.fail('reply line not terminated by CRLF')
+        return
+      }
+      this.line(buf, pos, lf - 1)
+      pos = lf + 1
+    }
+  }
+
+  /** Copies value bytes, then checks the CRLF after them; returns the new position. */
+  private fillValue (buf: Buffer, pos: number): number {
+    const value = this.value as Buffer
+    const size = value.length
+    if (this.valueFilled < size) {
+      const copied = buf.copy(value, this.valueFilled, pos, Math.min(buf.length, pos + size - this.valueFilled))
+      this.valueFilled += copied
+      pos += copied
+    }
+    while (this.valueFilled >= size && this.valueFilled < size + 2 && pos < buf.length) {
+      const expected = this.valueFilled === size ? CR : LF
+      if (buf[pos] !== expected) {
+        this.fail('VALUE data not followed by CRLF')
+        return buf.length
+      }
+      this.valueFilled++
+      pos++
+    }
+    if (this.valueFilled === size + 2) {
+      this.value = undefined
+      this.sink.onValue(this.valueKey, this.valueFlags, value, this.valueCas)
+    }
+    return pos
+  }
+
+  /** One complete line, `end` at its CR. */
+  private line (buf: Buffer, start: number, end: number): void {
+    const expected = this.sink.expecting()
+    if (expected === undefined) {
+      this.fail('reply received with no command in flight')
+      return
+    }
+    if (expected === 'values') {
+      if (startsWith(buf, start, end, VALUE_PREFIX)) return this.valueHeader(buf, start + VALUE_PREFIX.length, end)
+      if (isLine(buf, start, end, END_LINE)) return this.sink.onReply(END_REPLY)
+    } else if (expected === 'store' && isLine(buf, start, end, STORED_LINE)) {
+      return this.sink.onReply(STATUS_REPLIES.get('STORED') as Reply)
+    }
+    this.otherLine(buf.toString('latin1', start, end), expected)
+  }
+
+  private otherLine (text: string, expected: ReplyKind): void {
+    const status = STATUS_REPLIES.get(text)
+    if (status !== undefined && ALLOWED_STATUS[expected].has(text)) return this.sink.onReply(status)
+    if (text === 'ERROR' || text.startsWith('ERROR ')) return this.error('ERROR', text.slice(6))
+    if (text.startsWith('CLIENT_ERROR')) return this.error('CLIENT_ERROR', text.slice(13))
+    if (text.startsWith('SERVER_ERROR')) return this.error('SERVER_ERROR', text.slice(13))
+    if (expected === 'number') return this.numberLine(text)
+    if (expected === 'version' && text.startsWith('VERSION ')) {
+      return this.sink.onReply({ type: 'version', version: text.slice(8) })
+    }
+    if (expected === 'stats') return this.statLine(text)
+    this.fail(`unexpected reply ${JSON.stringify(text.slice(0, 64))} to a ${expected} command`)
+  }
+
+  private error (kind: 'ERROR' | 'CLIENT_ERROR' | 'SERVER_ERROR', message: string): void {
+    this.sink.onReply({ type: 'error', kind, message })
+  }
+
+  private numberLine (text: string): void {
+    // incr/decr answer the new value, an unsigned 64-bit decimal (protocol.txt, "Increment/Decrement").
+    if (parseUint(text) < 0) return this.fail(`unexpected reply ${JSON.stringify(text.slice(0, 64))} to incr/decr`)
+    const value = BigInt(text)
+    if (value > 0xffffffffffffffffn) return this.fail('incr/decr reply exceeds 64 bits')
+    this.sink.onReply({ type: 'number', value })
+  }
+
+  private statLine (text: string): void {
+    if (text === 'END') return this.sink.onReply(END_REPLY)
+    if (!text.startsWith('STAT ')) return this.fail(`unexpected reply ${JSON.stringify(text.slice(0, 64))} to stats`)
+    const space = text.indexOf(' ', 5)
+    if (space === -1) return this.sink.onStat(text.slice(5), '')
+    this.sink.onStat(text.slice(5, space), text.slice(space + 1))
+  }
+
+  /** `VALUE <key> <flags> <bytes> [<cas unique>]`, starting after `VALUE `. */
+  private valueHeader (buf: Buffer, start: number, end: number): void {
+    const keyEnd = buf.indexOf(SPACE, start)
+    if (keyEnd <= start || keyEnd >= end) return this.fail('malformed VALUE line')
+    const fields = buf.toString('latin1', keyEnd + 1, end).split(' ')
+    if (fields.length !== 2 && fields.length !== 3) return this.fail('malformed VALUE line')
+    const flags = parseUint(fields[0] as string)
+    const size = parseUint(fields[1] as string)
+    if (flags < 0 || flags > 0xffffffff || size < 0) return this.fail('malformed VALUE line')
+    if (size > this.limits.maxValue) return this.fail(`VALUE of ${size} bytes exceeds the ${this.limits.maxValue}-byte limit`)
+    let cas: bigint | undefined
+    if (fields.length === 3) {
+      if (parseUint(fields[2] as string) < 0) return this.fail('malformed cas in VALUE line')
+      cas = BigInt(fields[2] as string)
+    }
+    this.valueKey = buf.toString('utf8', start, keyEnd)
+    this.valueFlags = flags
+    this.valueCas = cas
+    this.value = Buffer.allocUnsafe(size)
+    this.valueFilled = 0
+  }
+
+  private fail (message: string): void {
+    this.failed = true
+    this.partialLine = undefined
+    this.value = undefined
+    this.sink.onProtocolError(message)
+  }
+}
