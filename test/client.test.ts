@@ -1,0 +1,353 @@
+// Every command of MemcachedClient against real memcached processes.
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import { after, before, describe, test } from 'node:test'
+import { MemcachedClient } from '../src/protocol/client.js'
+import { MemcachedError, type MemcachedErrorCode } from '../src/protocol/errors.js'
+import { MemcachedServer } from './helpers/memcached.js'
+
+let server: MemcachedServer
+let other: MemcachedServer
+let client: MemcachedClient
+
+before(async () => {
+  [server, other] = await Promise.all([MemcachedServer.start(), MemcachedServer.start()])
+  client = new MemcachedClient({ servers: [server.address], maxQueue: 50_000 })
+})
+
+after(async () => {
+  await client.close()
+  await Promise.all([server.stop(), other.stop()])
+})
+
+/** Records every byte the process writes to any socket while `body` runs. */
+async function captureWrites (body: () => Promise<unknown>): Promise<Buffer[]> {
+  const writes: Buffer[] = []
+  const original = net.Socket.prototype.write
+  net.Socket.prototype.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
+    writes.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array))
+    return Reflect.apply(original, this, [chunk, ...rest]) as boolean
+  } as typeof original
+  try {
+    await body()
+  } finally {
+    net.Socket.prototype.write = original
+  }
+  return writes
+}
+
+async function rejectsWith (promise: Promise<unknown>, code: MemcachedErrorCode): Promise<MemcachedError> {
+  const error = await promise.then(() => assert.fail(`expected ${code}`), (error: unknown) => error)
+  assert.ok(error instanceof MemcachedError, `expected a MemcachedError, got ${String(error)}`)
+  assert.equal(error.code, code, error.message)
+  return error
+}
+
+function allBytes (): Buffer {
+  return Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+}
+
+describe('storage and retrieval', () => {
+  test('values round-trip byte-exact, including CRLF END CRLF, NUL and non-UTF-8 bytes', async () => {
+    const tricky = Buffer.concat([Buffer.from('\r\nEND\r\nVALUE x 0 1\r\n'), allBytes(), Buffer.from('\r\n')])
+    await client.set('bytes', tricky)
+    assert.deepEqual(await client.get('bytes'), tricky)
+    await client.set('text', 'héllo wörld ✓')
+    assert.equal((await client.get('text'))?.toString('utf8'), 'héllo wörld ✓')
+    await client.set('empty', '')
+    assert.deepEqual(await client.get('empty'), Buffer.alloc(0))
+    await client.set('u8', new Uint8Array([1, 2, 3]))
+    assert.deepEqual(await client.get('u8'), Buffer.from([1, 2, 3]))
+    const big = Buffer.alloc(900 * 1024, 7)
+    await client.set('big', big)
+    assert.deepEqual(await client.get('big'), big)
+  })
+
+  test('a miss is undefined, not an error', async () => {
+    assert.equal(await client.get('never-set'), undefined)
+    assert.equal(await client.gets('never-set'), undefined)
+    assert.equal(await client.gat('never-set', 10), undefined)
+  })
+
+  test('flags are unsigned 32-bit and come back with gets', async () => {
+    await client.set('flags', 'x', { flags: 0xffffffff })
+    const item = await client.gets('flags')
+    assert.equal(item?.flags, 0xffffffff)
+    assert.equal(item?.value.toString(), 'x')
+    for (const flags of [-1, 2 ** 32, 1.5, Number.NaN]) {
+      await assert.rejects(client.set('flags', 'y', { flags }), TypeError)
+    }
+    assert.equal((await client.get('flags'))?.toString(), 'x')
+  })
+
+  test('add, replace, append, prepend report NOT_STORED as false', async () => {
+    await client.delete('cond')
+    assert.equal(await client.replace('cond', 'r'), false)
+    assert.equal(await client.append('cond', 'a'), false)
+    assert.equal(await client.prepend('cond', 'p'), false)
+    assert.equal(await client.add('cond', 'first'), true)
+    assert.equal(await client.add('cond', 'second'), false)
+    assert.equal(await client.append('cond', '>'), true)
+    assert.equal(await client.prepend('cond', '<'), true)
+    assert.equal((await client.get('cond'))?.toString(), '<first>')
+    assert.equal(await client.replace('cond', 'replaced'), true)
+    assert.equal((await client.get('cond'))?.toString(), 'replaced')
+  })
+
+  test('cas: stored, exists after a concurrent write, not_found after delete', async () => {
+    await client.set('cas', 'v1')
+    const first = await client.gets('cas')
+    assert.ok(first !== undefined && typeof first.cas === 'bigint')
+    assert.equal(await client.cas('cas', 'v2', first.cas), 'stored')
+    assert.equal(await client.cas('cas', 'v3', first.cas), 'exists')
+    assert.equal((await client.get('cas'))?.toString(), 'v2')
+    const second = await client.gets('cas')
+    await client.delete('cas')
+    assert.equal(await client.cas('cas', 'v4', second?.cas ?? 0n), 'not_found')
+    await assert.rejects(client.cas('cas', 'v5', -1n), TypeError)
+  })
+
+  test('delete reports NOT_FOUND as false', async () => {
+    await client.set('del', '1')
+    assert.equal(await client.delete('del'), true)
+    assert.equal(await client.delete('del'), false)
+    assert.equal(await client.get('del'), undefined)
+  })
+
+  test('getMulti returns hits only, deduplicates keys', async () => {
+    await client.set('m1', 'one')
+    await client.set('m2', 'two')
+    await client.delete('m3')
+    const found = await client.getMulti(['m1', 'm2', 'm3', 'm1'])
+    assert.deepEqual([...found.entries()].map(([key, value]) => [key, value.toString()]).sort(), [['m1', 'one'], ['m2', 'two']])
+    assert.equal((await client.getMulti([])).size, 0)
+  })
+})
+
+describe('counters', () => {
+  test('incr and decr use the full unsigned 64-bit range as bigint', async () => {
+    await client.set('counter', '18446744073709551613')
+    assert.equal(await client.incr('counter'), 18446744073709551614n)
+    assert.equal(await client.incr('counter', 1n), 18446744073709551615n)
+    assert.equal(await client.incr('counter'), 0n, 'memcached wraps at 2^64')
+    assert.equal(await client.incr('counter', 0xffffffffffffffffn), 0xffffffffffffffffn)
+    assert.equal(await client.decr('counter', 5), 0xfffffffffffffffan)
+    assert.equal(await client.decr('counter', 0xffffffffffffffffn), 0n, 'decr stops at 0')
+    assert.equal(await client.incr('no-counter'), undefined)
+    assert.equal(await client.decr('no-counter', 2n), undefined)
+    for (const delta of [-1, 1.5, 2n ** 64n, -1n]) await assert.rejects(client.incr('counter', delta), TypeError)
+  })
+
+  test('incr on a non-numeric value is a client error, and the connection stays usable', async () => {
+    await client.set('not-a-number', 'abc')
+    await rejectsWith(client.incr('not-a-number'), 'MC_CLIENT_ERROR')
+    assert.equal((await client.get('not-a-number'))?.toString(), 'abc')
+  })
+})
+
+describe('expiry', () => {
+  test('touch and gat change the expiry; a 1 s item is gone after 2 s', async () => {
+    await client.set('short', 'x', { ttl: 1 })
+    await client.set('touched', 'y', { ttl: 1 })
+    await client.set('gat', 'z', { ttl: 1 })
+    assert.equal(await client.touch('touched', 100), true)
+    assert.equal((await client.gat('gat', 100))?.toString(), 'z')
+    assert.equal(await client.touch('missing', 100), false)
+    await new Promise((resolve) => setTimeout(resolve, 2100))
+    assert.equal(await client.get('short'), undefined)
+    assert.equal((await client.get('touched'))?.toString(), 'y')
+    assert.equal((await client.get('gat'))?.toString(), 'z')
+  })
+
+  test('a TTL over 30 days is sent as an absolute Unix time (else memcached would expire it at once)', async () => {
+    const ttl = 31 * 24 * 3600
+    const writes = await captureWrites(async () => {
+      await client.set('long', 'kept', { ttl })
+      await client.touch('long-touched', ttl)
+    })
+    const line = Buffer.concat(writes).toString('latin1')
+    const match = /set long 0 (\d+) 4/.exec(line)
+    assert.ok(match !== null, line)
+    const sent = Number(match[1])
+    const expected = Math.floor(Date.now() / 1000) + ttl
+    assert.ok(Math.abs(sent - expected) <= 2, `sent ${sent}, expected about ${expected}`)
+    assert.equal((await client.get('long'))?.toString(), 'kept')
+    await client.set('long-touched', 'v')
+    assert.equal(await client.touch('long-touched', ttl), true)
+    assert.equal((await client.get('long-touched'))?.toString(), 'v')
+    for (const bad of [-1, 1.5, Number.NaN]) await assert.rejects(client.set('long', 'x', { ttl: bad }), TypeError)
+  })
+})
+
+describe('bad input never reaches the wire', () => {
+  const badKeys = [
+    '', 'a b', 'a\r\nflush_all', 'tab\there', 'nul\u0000', 'del\u007f', 'c1\u0085', 'ls\u2028', 'x'.repeat(251),
+    'é'.repeat(126), 'lone\ud800surrogate'
+  ]
+
+  test('invalid keys reject MC_INVALID_KEY for every command, and nothing is written', async () => {
+    await client.set('victim', 'still here')
+    const writes = await captureWrites(async () => {
+      for (const key of badKeys) {
+        await rejectsWith(client.get(key), 'MC_INVALID_KEY')
+        await rejectsWith(client.set(key, 'v'), 'MC_INVALID_KEY')
+        await rejectsWith(client.delete(key), 'MC_INVALID_KEY')
+        await rejectsWith(client.incr(key), 'MC_INVALID_KEY')
+        await rejectsWith(client.touch(key, 1), 'MC_INVALID_KEY')
+        await rejectsWith(client.getMulti(['ok', key]), 'MC_INVALID_KEY')
+      }
+      await rejectsWith(client.get(42 as unknown as string), 'MC_INVALID_KEY')
+    })
+    assert.equal(writes.length, 0, 'no byte may be sent for a bad key')
+    assert.equal((await client.get('victim'))?.toString(), 'still here', 'no flush_all got through')
+  })
+
+  test('the longest valid keys work: 250 ASCII bytes, 250 bytes of UTF-8', async () => {
+    for (const key of ['k'.repeat(250), 'é'.repeat(125), 'clé:✓']) {
+      await client.set(key, key)
+      assert.equal((await client.get(key))?.toString(), key)
+    }
+  })
+
+  test('methods return rejected promises, never throw synchronously', () => {
+    const calls: Array<() => Promise<unknown>> = [
+      () => client.get('a b'), () => client.set('k', 5 as unknown as string), () => client.incr('k', -1),
+      () => client.cas('k', 'v', 1 as unknown as bigint), () => client.touch('k', -5), () => client.gat('k', Number.NaN),
+      () => client.getMulti(['a b'])
+    ]
+    for (const call of calls) {
+      const promise = call()
+      assert.ok(promise instanceof Promise)
+      promise.catch(() => {})
+    }
+  })
+
+  test('a value over maxValueSize rejects MC_TOO_LARGE before sending', async () => {
+    const small = new MemcachedClient({ servers: [server.address], maxValueSize: 1000 })
+    try {
+      await small.set('sized', 'ok')
+      const writes = await captureWrites(async () => {
+        const error = await rejectsWith(small.set('sized', Buffer.alloc(1001)), 'MC_TOO_LARGE')
+        assert.equal(error.server, server.address)
+        await rejectsWith(small.set('sized', 'é'.repeat(501)), 'MC_TOO_LARGE')
+      })
+      assert.equal(writes.length, 0)
+      assert.equal((await small.get('sized'))?.toString(), 'ok')
+    } finally {
+      await small.close()
+    }
+  })
+
+  test('the server\'s "object too large" is MC_TOO_LARGE and the connection stays usable', async () => {
+    const big = new MemcachedClient({ servers: [server.address], maxValueSize: 4 * 1024 * 1024 })
+    try {
+      await big.set('large', 'previous')
+      const before = (await big.stats())[server.address]?.total_connections
+      const item = await big.gets('large')
+      await rejectsWith(big.cas('large', Buffer.alloc(2 * 1024 * 1024, 1), item?.cas ?? 0n), 'MC_TOO_LARGE')
+      await rejectsWith(big.add('large-new', Buffer.alloc(2 * 1024 * 1024, 1)), 'MC_TOO_LARGE')
+      assert.equal((await big.get('large'))?.toString(), 'previous', 'a refused cas leaves the item intact')
+      // memcached itself unlinks the old item when a too-large *set* is refused
+      // (process_update_command); the client-side maxValueSize check avoids that.
+      await rejectsWith(big.set('large', Buffer.alloc(2 * 1024 * 1024, 1)), 'MC_TOO_LARGE')
+      await big.set('after', 'usable')
+      assert.equal((await big.get('after'))?.toString(), 'usable')
+      assert.equal((await big.stats())[server.address]?.total_connections, before, 'no reconnect was needed')
+    } finally {
+      await big.close()
+    }
+  })
+})
+
+describe('pipelining', () => {
+  test('20,000 concurrent gets over 2,000 keys each resolve with their own value', async () => {
+    await Promise.all(Array.from({ length: 2000 }, (_, i) => client.set(`p:${i}`, `value-${i}`)))
+    const results = await Promise.all(Array.from({ length: 20_000 }, (_, i) => client.get(`p:${i % 2000}`)))
+    results.forEach((value, i) => assert.equal(value?.toString(), `value-${i % 2000}`))
+  })
+
+  test('the same without coalescing', async () => {
+    const plain = new MemcachedClient({ servers: [server.address], coalesceGets: false, maxQueue: 50_000 })
+    try {
+      const results = await Promise.all(Array.from({ length: 20_000 }, (_, i) => plain.get(`p:${i % 2000}`)))
+      results.forEach((value, i) => assert.equal(value?.toString(), `value-${i % 2000}`))
+    } finally {
+      await plain.close()
+    }
+  })
+
+  test('commands of one tick leave in one write; gets of one tick become one multi-key get', async () => {
+    await client.version()
+    const writes = await captureWrites(async () => {
+      await Promise.all([
+        ...Array.from({ length: 50 }, (_, i) => client.set(`tick:${i}`, 'x')),
+        ...Array.from({ length: 100 }, (_, i) => client.get(`tick:${i % 60}`))
+      ])
+    })
+    assert.equal(writes.length, 1)
+    const text = (writes[0] as Buffer).toString('latin1')
+    assert.equal(text.match(/^set /gm)?.length, 50)
+    assert.equal(text.match(/^get /gm)?.length, 1)
+    assert.equal(text.split('\r\n').find((line) => line.startsWith('get '))?.split(' ').length, 61)
+  })
+
+  test('coalescing keeps program order: get, set, get of one key in one tick', async () => {
+    await client.set('order', 'old')
+    const [first, , second] = await Promise.all([client.get('order'), client.set('order', 'new'), client.get('order')])
+    assert.equal(first?.toString(), 'old')
+    assert.equal(second?.toString(), 'new')
+  })
+
+  test('callers of the same key in one batch get separate buffers', async () => {
+    await client.set('shared', 'abc')
+    const [a, b] = await Promise.all([client.get('shared'), client.get('shared')])
+    assert.ok(a !== undefined && b !== undefined)
+    a[0] = 0x7a
+    assert.equal(b.toString(), 'abc')
+  })
+})
+
+describe('several servers', () => {
+  test('getMulti sends one multi-key get per server, in parallel', async () => {
+    const pair = new MemcachedClient({ servers: [server.address, other.address] })
+    try {
+      const keys = Array.from({ length: 40 }, (_, i) => `multi:${i}`)
+      await Promise.all(keys.map((key) => pair.set(key, `v:${key}`)))
+      const owners = new Set(keys.map((key) => pair.serversFor(key, 1)[0]))
+      assert.equal(owners.size, 2, 'the keys spread over both servers')
+      const writes = await captureWrites(async () => {
+        const found = await pair.getMulti(keys)
+        assert.equal(found.size, keys.length)
+        for (const key of keys) assert.equal(found.get(key)?.toString(), `v:${key}`)
+      })
+      const gets = writes.map((chunk) => chunk.toString('latin1')).filter((text) => text.startsWith('get '))
+      assert.equal(gets.length, 2)
+    } finally {
+      await pair.close()
+    }
+  })
+
+  test('version, stats and flush reach every server', async () => {
+    const pair = new MemcachedClient({ servers: [server.address, other.address] })
+    try {
+      const versions = await pair.version()
+      assert.deepEqual(Object.keys(versions).sort(), [server.address, other.address].sort())
+      for (const version of Object.values(versions)) assert.match(version, /^\d+\.\d+\.\d+$/)
+      const stats = await pair.stats()
+      assert.equal(stats[server.address]?.pid, String(server.pid))
+      assert.equal(stats[other.address]?.pid, String(other.pid))
+      await pair.set('flushed', 'x')
+      await pair.flush()
+      assert.equal(await pair.get('flushed'), undefined)
+    } finally {
+      await pair.close()
+    }
+  })
+})
+
+test('constructor options are validated', () => {
+  assert.throws(() => new MemcachedClient({ servers: [] }), /servers must be a non-empty array/)
+  assert.throws(() => new MemcachedClient({ servers: ['host:99999'] }), /port/)
+  assert.throws(() => new MemcachedClient({ timeout: 0 }), /timeout must be a positive integer/)
+  assert.throws(() => new MemcachedClient({ servers: ['a:1', 'a:1'] }), /listed twice/)
+})

@@ -1,0 +1,202 @@
+// Byte-level tests of the reply parser: every fixture fed whole, byte by
+// byte, and split at random points (fixed seed), with no socket involved.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ReplyParser, type ParserSink, type Reply, type ReplyKind } from '../src/protocol/parser.js'
+import { seededRandom } from './helpers/random.js'
+
+type Event =
+  | { value: [string, number, string, string | undefined] }
+  | { stat: [string, string] }
+  | { reply: Reply }
+  | { protocolError: string }
+
+/** Records what the parser emits; `kinds` are the commands in flight, oldest first. */
+class RecordingSink implements ParserSink {
+  readonly events: Event[] = []
+  constructor (private readonly kinds: ReplyKind[]) {}
+  expecting (): ReplyKind | undefined { return this.kinds[0] }
+  onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void {
+    this.events.push({ value: [key, flags, value.toString('latin1'), cas?.toString()] })
+  }
+
+  onStat (name: string, value: string): void { this.events.push({ stat: [name, value] }) }
+  onReply (reply: Reply): void {
+    this.kinds.shift()
+    this.events.push({ reply })
+  }
+
+  onProtocolError (message: string): void { this.events.push({ protocolError: message }) }
+}
+
+const LIMITS = { maxLine: 8192, maxValue: 1024 * 1024 }
+
+function parse (kinds: ReplyKind[], pieces: Buffer[]): Event[] {
+  const sink = new RecordingSink([...kinds])
+  const parser = new ReplyParser(sink, LIMITS)
+  for (const piece of pieces) parser.feed(piece)
+  return sink.events
+}
+
+function splits (bytes: Buffer, random: () => number): Buffer[] {
+  const pieces: Buffer[] = []
+  let pos = 0
+  while (pos < bytes.length) {
+    const size = 1 + Math.floor(random() * 9)
+    pieces.push(bytes.subarray(pos, pos + size))
+    pos += size
+  }
+  return pieces
+}
+
+interface Fixture {
+  name: string
+  kinds: ReplyKind[]
+  input: string
+  expected: Event[]
+}
+
+const end: Event = { reply: { type: 'end' } }
+const status = (word: 'STORED' | 'NOT_STORED' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED' | 'OK'): Event =>
+  ({ reply: { type: 'status', status: word } })
+
+const fixtures: Fixture[] = [
+  { name: 'miss', kinds: ['values'], input: 'END\r\n', expected: [end] },
+  {
+    name: 'one value',
+    kinds: ['values'],
+    input: 'VALUE k 5 3\r\nabc\r\nEND\r\n',
+    expected: [{ value: ['k', 5, 'abc', undefined] }, end]
+  },
+  {
+    name: 'value holding CRLF END CRLF, NUL and non-UTF-8 bytes',
+    kinds: ['values'],
+    input: 'VALUE k 0 9\r\n\r\nEND\r\n\u0000\u00ff\r\nEND\r\n',
+    expected: [{ value: ['k', 0, '\r\nEND\r\n\u0000\u00ff', undefined] }, end]
+  },
+  {
+    name: 'gets with cas and max flags',
+    kinds: ['values'],
+    input: 'VALUE key:1 4294967295 2 18446744073709551615\r\nhi\r\nEND\r\n',
+    expected: [{ value: ['key:1', 4294967295, 'hi', '18446744073709551615'] }, end]
+  },
+  {
+    name: 'multi-key values and an empty value',
+    kinds: ['values'],
+    input: 'VALUE a 0 1\r\n1\r\nVALUE b 0 0\r\n\r\nVALUE c 1 2\r\n33\r\nEND\r\n',
+    expected: [{ value: ['a', 0, '1', undefined] }, { value: ['b', 0, '', undefined] }, { value: ['c', 1, '33', undefined] }, end]
+  },
+  {
+    name: 'several replies in one chunk',
+    kinds: ['store', 'store', 'store', 'store', 'delete', 'delete', 'touch', 'number', 'number', 'ok', 'version'],
+    input: 'STORED\r\nNOT_STORED\r\nEXISTS\r\nNOT_FOUND\r\nDELETED\r\nNOT_FOUND\r\nTOUCHED\r\n42\r\nNOT_FOUND\r\nOK\r\nVERSION 1.6.18\r\n',
+    expected: [
+      status('STORED'), status('NOT_STORED'), status('EXISTS'), status('NOT_FOUND'), status('DELETED'), status('NOT_FOUND'),
+      status('TOUCHED'), { reply: { type: 'number', value: 42n } }, status('NOT_FOUND'), status('OK'),
+      { reply: { type: 'version', version: '1.6.18' } }
+    ]
+  },
+  {
+    name: 'incr at the top of the 64-bit range',
+    kinds: ['number'],
+    input: '18446744073709551615\r\n',
+    expected: [{ reply: { type: 'number', value: 18446744073709551615n } }]
+  },
+  {
+    name: 'stats',
+    kinds: ['stats'],
+    input: 'STAT pid 12\r\nSTAT version 1.6.18\r\nSTAT rusage_user 0.1 0.2\r\nEND\r\n',
+    expected: [{ stat: ['pid', '12'] }, { stat: ['version', '1.6.18'] }, { stat: ['rusage_user', '0.1 0.2'] }, end]
+  },
+  {
+    name: 'error replies complete any command',
+    kinds: ['store', 'values', 'number'],
+    input: 'SERVER_ERROR object too large for cache\r\nERROR\r\nCLIENT_ERROR bad command line format\r\n',
+    expected: [
+      { reply: { type: 'error', kind: 'SERVER_ERROR', message: 'object too large for cache' } },
+      { reply: { type: 'error', kind: 'ERROR', message: '' } },
+      { reply: { type: 'error', kind: 'CLIENT_ERROR', message: 'bad command line format' } }
+    ]
+  },
+  {
+    name: 'UTF-8 key',
+    kinds: ['values'],
+    input: Buffer.from('VALUE clé 0 1\r\nx\r\nEND\r\n').toString('latin1'),
+    expected: [{ value: ['clé', 0, 'x', undefined] }, end]
+  },
+  { name: 'a reply to nothing is a protocol error', kinds: [], input: 'STORED\r\n', expected: [{ protocolError: 'reply received with no command in flight' }] },
+  {
+    name: 'a status that does not fit the command is a protocol error',
+    kinds: ['values'],
+    input: 'STORED\r\n',
+    expected: [{ protocolError: 'unexpected reply "STORED" to a values command' }]
+  },
+  { name: 'LF without CR', kinds: ['store'], input: 'STORED\n', expected: [{ protocolError: 'reply line not terminated by CRLF' }] },
+  {
+    name: 'value not followed by CRLF',
+    kinds: ['values'],
+    input: 'VALUE k 0 2\r\nabcEND\r\n',
+    expected: [{ protocolError: 'VALUE data not followed by CRLF' }]
+  },
+  { name: 'malformed VALUE line', kinds: ['values'], input: 'VALUE k x 2\r\nab\r\nEND\r\n', expected: [{ protocolError: 'malformed VALUE line' }] },
+  { name: 'flags above 32 bits', kinds: ['values'], input: 'VALUE k 4294967296 1\r\na\r\nEND\r\n', expected: [{ protocolError: 'malformed VALUE line' }] },
+  { name: 'non-numeric incr reply', kinds: ['number'], input: '12a\r\n', expected: [{ protocolError: 'unexpected reply "12a" to incr/decr' }] },
+  { name: 'incr reply above 64 bits', kinds: ['number'], input: '18446744073709551616\r\n', expected: [{ protocolError: 'incr/decr reply exceeds 64 bits' }] },
+  {
+    name: 'nothing after a protocol error',
+    kinds: ['store', 'store'],
+    input: 'GARBAGE\r\nSTORED\r\n',
+    expected: [{ protocolError: 'unexpected reply "GARBAGE" to a store command' }]
+  }
+]
+
+for (const fixture of fixtures) {
+  test(`parser: ${fixture.name}`, () => {
+    const bytes = Buffer.from(fixture.input, 'latin1')
+    assert.deepEqual(parse(fixture.kinds, [bytes]), fixture.expected, 'whole')
+    const bytewise = [...bytes].map((byte) => Buffer.from([byte]))
+    assert.deepEqual(parse(fixture.kinds, bytewise), fixture.expected, 'byte by byte')
+    const random = seededRandom(0x5eed)
+    for (let round = 0; round < 50; round++) {
+      assert.deepEqual(parse(fixture.kinds, splits(bytes, random)), fixture.expected, `random split ${round}`)
+    }
+  })
+}
+
+test('parser: a line longer than maxLine is a protocol error, not an allocation', () => {
+  const sink = new RecordingSink(['values'])
+  const parser = new ReplyParser(sink, { maxLine: 64, maxValue: 1024 })
+  for (let i = 0; i < 100; i++) parser.feed(Buffer.alloc(10, 0x41))
+  assert.deepEqual(sink.events, [{ protocolError: 'reply line longer than 64 bytes' }])
+})
+
+test('parser: a VALUE larger than maxValue is refused before allocating', () => {
+  const sink = new RecordingSink(['values'])
+  const parser = new ReplyParser(sink, { maxLine: 64, maxValue: 1024 })
+  parser.feed(Buffer.from('VALUE k 0 999999999999\r\n'))
+  assert.deepEqual(sink.events, [{ protocolError: 'VALUE of 999999999999 bytes exceeds the 1024-byte limit' }])
+})
+
+test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {
+  const value = Buffer.alloc(1024 * 1024)
+  for (let i = 0; i < value.length; i++) value[i] = (i * 7) & 0xff
+  const bytes = Buffer.concat([Buffer.from(`VALUE big 0 ${value.length}\r\n`), value, Buffer.from('\r\nEND\r\n')])
+  const received: Buffer[] = []
+  const sink = new RecordingSink(['values'])
+  sink.onValue = (_key, _flags, data) => { received.push(data) }
+  const parser = new ReplyParser(sink, LIMITS)
+  for (let pos = 0; pos < bytes.length; pos += 65536) parser.feed(bytes.subarray(pos, pos + 65536))
+  assert.equal(received.length, 1)
+  assert.ok((received[0] as Buffer).equals(value))
+  assert.deepEqual(sink.events, [end])
+  assert.ok(parser.idle)
+})
+
+test('parser: reset() starts a new stream after a protocol error', () => {
+  const sink = new RecordingSink(['store', 'store'])
+  const parser = new ReplyParser(sink, LIMITS)
+  parser.feed(Buffer.from('JUNK\r\n'))
+  parser.reset()
+  parser.feed(Buffer.from('STORED\r\n'))
+  assert.deepEqual(sink.events, [{ protocolError: 'unexpected reply "JUNK" to a store command' }, status('STORED')])
+})
