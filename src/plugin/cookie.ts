@@ -1,0 +1,94 @@
+import { Signer } from '@fastify/cookie'
+import type { SessionConfig } from './options.js'
+
+// 32 random bytes in base64url, then '.', then the HMAC-SHA256 in unpadded
+// base64 (43 characters too): anything else is malformed before any crypto.
+const ID_LENGTH = 43
+const SIGNED_LENGTH = ID_LENGTH * 2 + 1
+const ID = /^[A-Za-z0-9_-]{43}$/
+const EXPIRED = '; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT'
+
+/** The outcome of reading a session cookie. */
+export interface CookieId {
+  /** The verified session id. */
+  id: string
+  /** Signed by an older secret: re-issue it signed by the newest. */
+  renew: boolean
+}
+
+/**
+ * The raw value of cookie `name` in a `Cookie` header, without parsing the
+ * other cookies; `undefined` when absent.
+ */
+export function readCookie (header: string, name: string): string | undefined {
+  let from = 0
+  for (;;) {
+    const at = header.indexOf(name, from)
+    if (at < 0) return undefined
+    from = at + name.length
+    const before = at === 0 ? ';' : header[at - 1]
+    if ((before === ';' || before === ' ' || before === '\t') && header[from] === '=') {
+      const end = header.indexOf(';', from)
+      const value = header.slice(from + 1, end < 0 ? header.length : end).trim()
+      // Some clients percent-encode cookie values; ours never need it.
+      return value.includes('%') ? safeDecode(value) : value
+    }
+  }
+}
+
+function safeDecode (value: string): string {
+  try {
+    return decodeURIComponent(value)
+  } catch {
+    return value
+  }
+}
+
+/** Signs ids and writes `Set-Cookie` values for one plugin registration. */
+export class SessionCookies {
+  private readonly signer: Signer
+  private readonly name: string
+  private readonly attributes: string
+  private readonly secure: boolean | 'auto'
+
+  constructor (config: SessionConfig) {
+    this.signer = new Signer(config.secrets, 'sha256')
+    this.name = config.cookieName
+    this.secure = config.cookie.secure
+    // Everything but Max-Age and Secure is the same for every response.
+    const { path, domain, httpOnly, sameSite, partitioned } = config.cookie
+    this.attributes = `; Path=${path}` +
+      (domain === undefined ? '' : `; Domain=${domain}`) +
+      (httpOnly ? '; HttpOnly' : '') +
+      `; SameSite=${sameSite[0].toUpperCase()}${sameSite.slice(1)}` +
+      (partitioned ? '; Partitioned' : '')
+  }
+
+  /**
+   * Verifies a cookie value. `undefined` for a malformed value (no HMAC is
+   * computed) or a bad signature: the caller starts a fresh session.
+   */
+  verify (value: string): CookieId | undefined {
+    if (value.length !== SIGNED_LENGTH || value[ID_LENGTH] !== '.') return undefined
+    const id = value.slice(0, ID_LENGTH)
+    if (!ID.test(id)) return undefined
+    const result = this.signer.unsign(value)
+    if (!result.valid) return undefined
+    return { id, renew: result.renew }
+  }
+
+  /** A `Set-Cookie` value carrying the signed id; `maxAge` in seconds. */
+  issue (id: string, maxAge: number | undefined, https: boolean): string {
+    const age = maxAge === undefined ? '' : `; Max-Age=${maxAge}`
+    return `${this.name}=${this.signer.sign(id)}${age}${this.attributes}${this.secureFlag(https)}`
+  }
+
+  /** A `Set-Cookie` value that makes the browser drop the cookie. */
+  clear (https: boolean): string {
+    return `${this.name}=${EXPIRED}${this.attributes}${this.secureFlag(https)}`
+  }
+
+  private secureFlag (https: boolean): string {
+    return this.secure === true || (this.secure === 'auto' && https) ? '; Secure' : ''
+  }
+}

@@ -1,0 +1,45 @@
+/** Codes of {@link SessionError}; match on `code`, never on `message`. */
+export type SessionErrorCode =
+  /** The store did not answer (down, timed out, queue full): HTTP 503. */
+  | 'SESSION_STORE_UNAVAILABLE'
+  /** The session is larger than the store's item limit; the stored one is unchanged: HTTP 500. */
+  | 'SESSION_TOO_LARGE'
+  /** Concurrent writers kept changing the session; this save gave up: HTTP 503. */
+  | 'SESSION_CONFLICT'
+  /** The stored record is not a session this plugin wrote: HTTP 500. */
+  | 'SESSION_CORRUPT'
+
+const STATUS: Record<SessionErrorCode, number> = {
+  SESSION_STORE_UNAVAILABLE: 503,
+  SESSION_TOO_LARGE: 500,
+  SESSION_CONFLICT: 503,
+  SESSION_CORRUPT: 500
+}
+
+/**
+ * What a request fails with when its session cannot be loaded or saved.
+ * `statusCode` is what Fastify's error handler answers with; `cause` is the
+ * store's error. The message never contains the session id.
+ */
+export class SessionError extends Error {
+  /** Stable code. */
+  readonly code: SessionErrorCode
+  /** HTTP status for the response. */
+  readonly statusCode: number
+
+  constructor (code: SessionErrorCode, message: string, cause?: unknown) {
+    super(`fastify-memcached-session: ${message}`, cause === undefined ? undefined : { cause })
+    this.name = 'SessionError'
+    this.code = code
+    this.statusCode = STATUS[code]
+  }
+}
+
+/** Maps a store rejection to the error the request fails with. */
+export function storeError (error: unknown, action: string): SessionError {
+  const code = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : 'unknown'
+  if (code === 'MC_TOO_LARGE') {
+    return new SessionError('SESSION_TOO_LARGE', `session too large to ${action}; the stored session was left unchanged`, error)
+  }
+  return new SessionError('SESSION_STORE_UNAVAILABLE', `session store unavailable, could not ${action} the session (${code})`, error)
+}

@@ -1,0 +1,345 @@
+import { createHash, randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { SessionCookies, type CookieId } from './cookie.js'
+import { SessionError, storeError } from './errors.js'
+import type { SessionConfig } from './options.js'
+import { decodeRecord, encodeRecord, parseData, type DecodedRecord } from './record.js'
+import { DELETED, Session, data, type SessionState } from './session.js'
+import type { SessionStore } from './stores/store.js'
+
+// Each failed CAS means another request's write landed, so N concurrent
+// writers of one session all finish within N attempts; this bound only stops
+// a livelock.
+const MAX_CAS_ATTEMPTS = 64
+// An `add` that finds the key taken means a 256-bit id collided: retrying
+// with new ids is for correctness, never expected to loop.
+const MAX_ADD_ATTEMPTS = 3
+
+function nowSeconds (): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+/**
+ * Loads and saves sessions for one plugin registration: the only place that
+ * talks to the store, so the add / cas-merge / no-resurrection rules hold for
+ * every store alike.
+ */
+export class SessionManager {
+  readonly config: SessionConfig
+  private readonly store: SessionStore
+  private readonly cookies: SessionCookies
+
+  constructor (config: SessionConfig, store: SessionStore) {
+    this.config = config
+    this.store = store
+    this.cookies = new SessionCookies(config)
+  }
+
+  /** A new, empty session; costs no crypto and no I/O. */
+  fresh (log: FastifyBaseLogger): Session {
+    return new Session(newState(this, log))
+  }
+
+  /**
+   * Sets `request.session` from the cookie value. Returns a promise only when
+   * the store must be asked (a well-signed cookie).
+   */
+  open (request: FastifyRequest, value: string): Promise<void> | undefined {
+    const verified = this.cookies.verify(value)
+    if (verified === undefined) {
+      request.session = this.fresh(request.log)
+      return undefined
+    }
+    return this.load(request, verified)
+  }
+
+  private async load (request: FastifyRequest, cookie: CookieId): Promise<void> {
+    const state = newState(this, request.log)
+    state.id = cookie.id
+    const key = this.keyOf(state)
+    const found = await this.call(state, 'load', this.store.get(key))
+    const record = found === undefined ? undefined : this.adopt(state, found.value)
+    if (found !== undefined && record !== undefined) {
+      state.stored = true
+      state.isNew = false
+      state.version = found.version
+      state.renew = cookie.renew
+    } else {
+      // Unknown, expired or foreign: never adopt an id the store lacks. The
+      // cookie is left alone rather than cleared: clearing it could race with
+      // a concurrent login's response and wipe the new cookie.
+      state.id = undefined
+      state.key = undefined
+    }
+    request.session = new Session(state)
+  }
+
+  /** Draws the random id of a new session. */
+  assignId (state: SessionState): string {
+    state.id = randomBytes(32).toString('base64url')
+    state.key = undefined
+    return state.id
+  }
+
+  /** `request.session.regenerate()`. */
+  async regenerate (state: SessionState): Promise<void> {
+    const old = state.stored ? this.keyOf(state) : undefined
+    data(state)
+    if (old !== undefined) await this.call(state, 'regenerate', this.store.delete(old))
+    state.id = undefined
+    state.key = undefined
+    state.stored = false
+    state.version = undefined
+    state.isNew = true
+    state.createdAt = nowSeconds()
+    state.changes = undefined
+    state.dirty ||= Object.keys(data(state)).length > 0 || state.maxAge !== undefined
+    // With nothing left to store, the response clears the old cookie.
+    state.stale ||= old !== undefined
+  }
+
+  /** `request.session.destroy()`. */
+  async destroy (state: SessionState): Promise<void> {
+    if (state.stored) await this.call(state, 'destroy', this.store.delete(this.keyOf(state)))
+    reset(state)
+    state.stale = true
+  }
+
+  /** `request.session.reload()`. */
+  async reload (state: SessionState): Promise<void> {
+    if (!state.stored) {
+      state.data = {}
+      state.changes = undefined
+      state.dirty = false
+      return
+    }
+    const found = await this.call(state, 'reload', this.store.get(this.keyOf(state)))
+    state.changes = undefined
+    state.dirty = false
+    state.maxAgeChanged = false
+    if (found === undefined || this.adopt(state, found.value) === undefined) {
+      reset(state)
+      return
+    }
+    state.data = undefined
+    state.version = found.version
+  }
+
+  /** `request.session.save()`: writes now, changed or not. */
+  async save (state: SessionState): Promise<void> {
+    if (state.stored) await this.writeExisting(state)
+    else await this.writeNew(state)
+  }
+
+  /**
+   * The `onSend` work: write or touch as needed, then set the cookie. Returns
+   * a promise only when the store must be called.
+   */
+  finish (state: SessionState, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
+    if (state.finished) return undefined
+    state.finished = true
+    const write = this.pendingWrite(state)
+    if (write === undefined) {
+      this.setCookie(state, request, reply)
+      return undefined
+    }
+    return write.then(() => { this.setCookie(state, request, reply) })
+  }
+
+  private pendingWrite (state: SessionState): Promise<void> | undefined {
+    if (!state.stored) {
+      const wanted = state.dirty || (this.config.saveUninitialized && !state.stale)
+      return wanted ? this.writeNew(state) : undefined
+    }
+    if (state.dirty) return this.writeExisting(state)
+    if ((this.config.rolling || state.touch) && !state.wrote) return this.renew(state)
+    return undefined
+  }
+
+  private async renew (state: SessionState): Promise<void> {
+    const ttl = this.ttlFor(state.createdAt)
+    const touched = await this.call(state, 'touch', this.store.touch(this.keyOf(state), ttl))
+    if (!touched) reset(state)
+  }
+
+  private async writeNew (state: SessionState): Promise<void> {
+    const value = encodeRecord(state.createdAt, state.maxAge, data(state))
+    const ttl = this.ttlFor(state.createdAt)
+    for (let attempt = 0; attempt < MAX_ADD_ATTEMPTS; attempt++) {
+      if (state.id === undefined || attempt > 0) this.assignId(state)
+      if (await this.call(state, 'save', this.store.add(this.keyOf(state), value, ttl))) {
+        written(state)
+        state.issue = true
+        return
+      }
+    }
+    throw new SessionError('SESSION_CONFLICT', 'could not find a free session id')
+  }
+
+  // The first attempt writes the data as this request sees it, against the
+  // version it loaded. On `exists` another request wrote in between: re-read,
+  // re-apply only this request's changes key by key, and try again. On a miss
+  // another request destroyed it: it stays destroyed.
+  private async writeExisting (state: SessionState): Promise<void> {
+    const key = this.keyOf(state)
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      if (state.version === undefined && !await this.refresh(state, key)) return
+      const version = state.version ?? 0n
+      const value = encodeRecord(state.createdAt, state.maxAge, data(state))
+      const result = await this.call(state, 'save', this.store.cas(key, value, version, this.ttlFor(state.createdAt)))
+      state.version = undefined
+      if (result === 'stored') {
+        written(state)
+        return
+      }
+      if (result === 'not_found') {
+        this.gone(state)
+        return
+      }
+    }
+    throw new SessionError('SESSION_CONFLICT', `gave up saving the session after ${MAX_CAS_ATTEMPTS} concurrent updates`)
+  }
+
+  /** Re-reads the record and replays this request's changes on it; `false` when it is gone. */
+  private async refresh (state: SessionState, key: string): Promise<boolean> {
+    const found = await this.call(state, 'save', this.store.get(key))
+    const record = found === undefined ? undefined : decodeRecord(found.value)
+    const latest = record === undefined ? undefined : parseData(record.json)
+    if (found === undefined || record === undefined || latest === undefined) {
+      this.gone(state)
+      return false
+    }
+    for (const [name, value] of state.changes ?? []) {
+      if (value === DELETED) delete latest[name]
+      else latest[name] = value
+    }
+    state.data = latest
+    state.json = undefined
+    state.createdAt = record.createdAt
+    if (!state.maxAgeChanged) state.maxAge = record.maxAge
+    state.version = found.version
+    return true
+  }
+
+  private gone (state: SessionState): void {
+    state.log.info({ session: this.hashOf(state) }, 'fastify-memcached-session: session destroyed concurrently; changes dropped')
+    reset(state)
+  }
+
+  private setCookie (state: SessionState, request: FastifyRequest, reply: FastifyReply): void {
+    let header: string
+    const https = request.protocol === 'https'
+    if (!state.stored || state.id === undefined) {
+      if (!state.stale) return
+      header = this.cookies.clear(https)
+    } else {
+      const maxAge = state.maxAge ?? this.config.cookie.maxAge
+      const renewBrowser = maxAge !== undefined && (this.config.rolling || state.wrote || state.touch)
+      if (!(state.issue || state.renew || state.maxAgeChanged || renewBrowser)) return
+      header = this.cookies.issue(state.id, this.cookieMaxAge(maxAge, state.createdAt), https)
+    }
+    reply.header('set-cookie', header)
+    // A shared cache must never hand one user's session cookie to another.
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store')
+  }
+
+  /** A cookie outliving the absolute lifetime would only carry a dead id. */
+  private cookieMaxAge (maxAge: number | undefined, createdAt: number): number | undefined {
+    if (maxAge === undefined) return undefined
+    return Math.max(0, Math.min(maxAge, createdAt + this.config.absoluteTtl - nowSeconds()))
+  }
+
+  /** Store TTL: the idle timeout, cut short by the absolute lifetime. */
+  private ttlFor (createdAt: number): number {
+    const left = createdAt + this.config.absoluteTtl - nowSeconds()
+    return Math.max(1, Math.min(this.config.ttl, left))
+  }
+
+  /** Takes a loaded record's header; `undefined` when foreign or past `absoluteTtl`. */
+  private adopt (state: SessionState, value: string): DecodedRecord | undefined {
+    const record = decodeRecord(value)
+    if (record === undefined) {
+      state.log.warn({ session: this.hashOf(state) }, 'fastify-memcached-session: ignoring a stored value that is not a session record')
+      return undefined
+    }
+    if (nowSeconds() - record.createdAt >= this.config.absoluteTtl) return undefined
+    state.json = record.json
+    state.data = undefined
+    state.createdAt = record.createdAt
+    state.maxAge = record.maxAge
+    return record
+  }
+
+  private keyOf (state: SessionState): string {
+    state.key ??= this.config.prefix + this.hashOf(state)
+    return state.key
+  }
+
+  /** sha256 of the id, hex: the store key's tail and what logs show instead of the id. */
+  private hashOf (state: SessionState): string {
+    if (state.key !== undefined) return state.key.slice(this.config.prefix.length)
+    return createHash('sha256').update(state.id ?? this.assignId(state)).digest('hex')
+  }
+
+  /** Awaits a store call, logging and mapping its failure. */
+  private async call<T> (state: SessionState, action: string, pending: Promise<T>): Promise<T> {
+    try {
+      return await pending
+    } catch (error) {
+      const mapped = storeError(error, action)
+      state.log.error({ err: error, session: this.hashOf(state) }, mapped.message)
+      throw mapped
+    }
+  }
+}
+
+function newState (manager: SessionManager, log: FastifyBaseLogger): SessionState {
+  return {
+    manager,
+    log,
+    id: undefined,
+    key: undefined,
+    json: undefined,
+    data: undefined,
+    changes: undefined,
+    dirty: false,
+    createdAt: nowSeconds(),
+    maxAge: undefined,
+    maxAgeChanged: false,
+    stored: false,
+    version: undefined,
+    isNew: true,
+    touch: false,
+    wrote: false,
+    renew: false,
+    issue: false,
+    stale: false,
+    finished: false,
+    cookie: undefined
+  }
+}
+
+function written (state: SessionState): void {
+  state.stored = true
+  state.wrote = true
+  state.changes = undefined
+  state.dirty = false
+  state.maxAgeChanged = false
+  state.version = undefined
+}
+
+/** Back to an empty new session (the store no longer holds this one). */
+function reset (state: SessionState): void {
+  state.id = undefined
+  state.key = undefined
+  state.json = undefined
+  state.data = {}
+  state.changes = undefined
+  state.dirty = false
+  state.createdAt = nowSeconds()
+  state.maxAge = undefined
+  state.maxAgeChanged = false
+  state.stored = false
+  state.version = undefined
+  state.isNew = true
+}

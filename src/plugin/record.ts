@@ -1,0 +1,48 @@
+// The serialized form of a session in the store:
+//   <createdAt seconds>:<cookie maxAge seconds, or empty>:<JSON data>
+// The two numbers come first so a load can check the absolute lifetime, and
+// a touch can compute its TTL, without parsing the JSON: a request that never
+// reads its session never pays for JSON.parse.
+
+/** Session data as stored: a JSON object of the app's keys. */
+export type RecordData = Record<string, unknown>
+
+/** A record split into its header and its still unparsed JSON. */
+export interface DecodedRecord {
+  /** Unix seconds when the session was created (for `absoluteTtl`). */
+  createdAt: number
+  /** Per-session cookie Max-Age, seconds, if one was set. */
+  maxAge: number | undefined
+  /** The data as JSON text; parse with {@link parseData}. */
+  json: string
+}
+
+/** Serializes a session record. */
+export function encodeRecord (createdAt: number, maxAge: number | undefined, data: RecordData): string {
+  return `${createdAt}:${maxAge ?? ''}:${JSON.stringify(data)}`
+}
+
+/** Splits a record; `undefined` when it is not one of ours (treated as missing). */
+export function decodeRecord (value: string): DecodedRecord | undefined {
+  const first = value.indexOf(':')
+  const second = first < 0 ? -1 : value.indexOf(':', first + 1)
+  if (second < 0) return undefined
+  const createdAt = Number(value.slice(0, first))
+  const maxAgeText = value.slice(first + 1, second)
+  const maxAge = maxAgeText === '' ? undefined : Number(maxAgeText)
+  if (first === 0 || !Number.isSafeInteger(createdAt)) return undefined
+  if (maxAge !== undefined && !(Number.isSafeInteger(maxAge) && maxAge >= 0)) return undefined
+  return { createdAt, maxAge, json: value.slice(second + 1) }
+}
+
+/** Parses the JSON part; `undefined` when it is not a JSON object. */
+export function parseData (json: string): RecordData | undefined {
+  let data: unknown
+  try {
+    data = JSON.parse(json)
+  } catch {
+    return undefined
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return undefined
+  return data as RecordData
+}

@@ -1,0 +1,240 @@
+// The cookie and the id: what the browser holds, what is never adopted, and
+// what a request without a session costs. Against real memcached.
+import { after, before, test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { sign, unsign } from '@fastify/cookie'
+import type { FastifyInstance } from 'fastify'
+import { MemcachedClient, MemcachedStore, type MemcachedSessionOptions } from '../../src/index.js'
+import { MemcachedServer } from '../helpers/memcached.js'
+import { CountingStore, OLD_SECRET, SECRET, buildApp, cookieOf, idOf, keyOf, setCookieOf } from './helpers.js'
+
+let server: MemcachedServer
+let client: MemcachedClient
+
+before(async () => {
+  server = await MemcachedServer.start()
+  client = new MemcachedClient({ servers: [server.address] })
+})
+
+after(async () => {
+  await client.close()
+  await server.stop()
+})
+
+async function setup (t: TestContext, options: Partial<MemcachedSessionOptions> = {}): Promise<{ app: FastifyInstance, store: CountingStore }> {
+  const store = new CountingStore(new MemcachedStore({ client }))
+  const app = await buildApp({ store, ...options })
+  t.after(() => app.close())
+  return { app, store }
+}
+
+async function login (app: FastifyInstance): Promise<string> {
+  const response = await app.inject({ method: 'POST', url: '/count' })
+  assert.equal(response.statusCode, 200)
+  return cookieOf(response)
+}
+
+async function stats (): Promise<Record<string, string>> {
+  const all = await client.stats()
+  const mine = all[server.address]
+  assert.ok(mine !== undefined)
+  return mine
+}
+
+test('no cookie and an untouched session: no store call, no Set-Cookie', async (t) => {
+  const { app, store } = await setup(t)
+  const before = await stats()
+  const response = await app.inject({ url: '/peek' })
+  assert.equal(response.statusCode, 200)
+  assert.deepEqual(response.json(), { views: null, isNew: true })
+  assert.equal(response.headers['set-cookie'], undefined)
+  assert.equal(response.headers['cache-control'], undefined)
+  assert.equal(store.total, 0)
+  const afterwards = await stats()
+  // Only the stats round trip itself reached memcached.
+  for (const name of ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_misses', 'delete_hits']) {
+    assert.equal(afterwards[name], before[name], name)
+  }
+})
+
+test('reading session.id alone draws an id but stores nothing', async (t) => {
+  const { app, store } = await setup(t)
+  const response = await app.inject({ url: '/id' })
+  assert.match(response.json<{ id: string }>().id, /^[A-Za-z0-9_-]{43}$/)
+  assert.equal(setCookieOf(response), undefined)
+  assert.equal(store.total, 0)
+})
+
+test('the cookie is <id>.<HMAC-SHA256 signature> with the default attributes', async (t) => {
+  const { app } = await setup(t)
+  const response = await app.inject({ method: 'POST', url: '/count' })
+  const line = setCookieOf(response)
+  assert.ok(line !== undefined)
+  assert.match(line, /^sid=[A-Za-z0-9_-]{43}\.[A-Za-z0-9+/]{43}; Path=\/; HttpOnly; SameSite=Lax$/)
+  const value = cookieOf(response)
+  assert.deepEqual(unsign(value, SECRET), { valid: true, renew: false, value: idOf(value) })
+  assert.equal(response.headers['cache-control'], 'no-store')
+  assert.equal(Buffer.from(idOf(value), 'base64url').length, 32)
+})
+
+test('the next request with the cookie sees the data and gets no new cookie', async (t) => {
+  const { app, store } = await setup(t)
+  const cookie = await login(app)
+  store.reset()
+  const response = await app.inject({ url: '/peek', cookies: { sid: cookie } })
+  assert.deepEqual(response.json(), { views: 1, isNew: false })
+  assert.equal(setCookieOf(response), undefined)
+  assert.equal(response.headers['cache-control'], undefined)
+  assert.deepEqual(store.calls, { get: 1, add: 0, cas: 0, touch: 1, delete: 0 })
+})
+
+test('a bad signature gives a fresh session with a new id, without a store call', async (t) => {
+  const { app, store } = await setup(t)
+  const cookie = await login(app)
+  const tampered = cookie.slice(0, -1) + (cookie.endsWith('A') ? 'B' : 'A')
+  const forged = sign(idOf(cookie), 'some-other-secret-that-is-long-enough!!')
+  for (const value of [tampered, forged]) {
+    store.reset()
+    const peek = await app.inject({ url: '/peek', cookies: { sid: value } })
+    assert.deepEqual(peek.json(), { views: null, isNew: true })
+    assert.equal(store.total, 0)
+    const count = await app.inject({ method: 'POST', url: '/count', cookies: { sid: value } })
+    assert.deepEqual(count.json(), { views: 1 })
+    assert.notEqual(idOf(cookieOf(count)), idOf(cookie))
+  }
+  const original = await app.inject({ url: '/peek', cookies: { sid: cookie } })
+  assert.deepEqual(original.json(), { views: 1, isNew: false })
+})
+
+test('a malformed cookie costs no store call, signed or not', async (t) => {
+  const { app, store } = await setup(t)
+  const shortId = randomBytes(16).toString('base64url')
+  const longId = randomBytes(48).toString('base64url')
+  const values = [
+    '', 'garbage', 'x'.repeat(87), `${'!'.repeat(43)}.${'a'.repeat(43)}`,
+    sign(shortId, SECRET), sign(longId, SECRET), sign('a.b', SECRET), '%E0%A4%A'
+  ]
+  for (const value of values) {
+    const response = await app.inject({ url: '/peek', headers: { cookie: `sid=${value}` } })
+    assert.equal(response.statusCode, 200, value)
+    assert.deepEqual(response.json(), { views: null, isNew: true }, value)
+    assert.equal(setCookieOf(response), undefined, value)
+  }
+  assert.equal(store.total, 0)
+})
+
+test('a well-signed id the store does not know is never adopted', async (t) => {
+  const { app, store } = await setup(t)
+  const planted = randomBytes(32).toString('base64url')
+  const value = sign(planted, SECRET)
+  const response = await app.inject({ method: 'POST', url: '/count', cookies: { sid: value } })
+  assert.deepEqual(response.json(), { views: 1 })
+  assert.equal(store.calls.get, 1)
+  assert.equal(store.calls.add, 1)
+  const issued = idOf(cookieOf(response))
+  assert.notEqual(issued, planted)
+  assert.equal(await client.get(keyOf(planted)), undefined)
+  assert.ok(await client.get(keyOf(issued)) !== undefined)
+})
+
+test('secret rotation: an older secret verifies and the cookie is re-signed with the newest', async (t) => {
+  const before = await setup(t, { secret: OLD_SECRET })
+  const oldCookie = await login(before.app)
+  const { app } = await setup(t, { secret: [SECRET, OLD_SECRET] })
+  const response = await app.inject({ url: '/peek', cookies: { sid: oldCookie } })
+  assert.deepEqual(response.json(), { views: 1, isNew: false })
+  const reissued = cookieOf(response)
+  assert.equal(idOf(reissued), idOf(oldCookie))
+  assert.equal(unsign(reissued, SECRET).valid, true)
+  assert.equal(response.headers['cache-control'], 'no-store')
+  const again = await app.inject({ url: '/peek', cookies: { sid: reissued } })
+  assert.deepEqual(again.json(), { views: 1, isNew: false })
+  assert.equal(setCookieOf(again), undefined)
+  // Once the old secret is dropped, its cookies are dead.
+  const { app: later } = await setup(t, { secret: SECRET })
+  const dead = await later.inject({ url: '/peek', cookies: { sid: oldCookie } })
+  assert.deepEqual(dead.json(), { views: null, isNew: true })
+})
+
+test('memcached holds the session under prefix + sha256(id), never under the id', async (t) => {
+  const { app } = await setup(t, { prefix: 'myapp:s:' })
+  const cookie = await login(app)
+  const id = idOf(cookie)
+  const stored = await client.get(keyOf(id, 'myapp:s:'))
+  assert.ok(stored !== undefined)
+  assert.ok(!stored.toString().includes(id))
+  assert.equal(await client.get(`myapp:s:${id}`), undefined)
+  assert.equal(await client.get(keyOf(id)), undefined)
+})
+
+test('cookie attributes: Secure over HTTPS, Max-Age only when asked, custom name, path and domain', async (t) => {
+  const { app } = await setup(t)
+  const https = await app.inject({ method: 'POST', url: '/count', headers: { 'x-forwarded-proto': 'https' } })
+  assert.doesNotMatch(setCookieOf(https) ?? '', /Secure/)
+
+  const { app: behindProxy } = await setupWith(t, { trustProxy: true })
+  const secure = await behindProxy.inject({ method: 'POST', url: '/count', headers: { 'x-forwarded-proto': 'https' } })
+  assert.match(setCookieOf(secure) ?? '', /; Secure$/)
+  const plain = await behindProxy.inject({ method: 'POST', url: '/count' })
+  assert.doesNotMatch(setCookieOf(plain) ?? '', /Secure|Max-Age/)
+
+  const { app: custom } = await setup(t, {
+    cookieName: 'app_session',
+    cookie: { path: '/app', domain: 'example.com', sameSite: 'strict', maxAge: 3600, secure: true }
+  })
+  const line = setCookieOf(await custom.inject({ method: 'POST', url: '/count' }), 'app_session')
+  assert.equal(line?.replace(/=[^;]+;/, '=X;'), 'app_session=X; Max-Age=3600; Path=/app; Domain=example.com; HttpOnly; SameSite=Strict; Secure')
+})
+
+async function setupWith (t: TestContext, fastify: { trustProxy: boolean }): Promise<{ app: FastifyInstance }> {
+  const app = await buildApp({ store: new MemcachedStore({ client }) }, fastify)
+  t.after(() => app.close())
+  return { app }
+}
+
+test('session.cookie.maxAge makes a persistent cookie, renewed on each response under rolling', async (t) => {
+  const { app } = await setup(t)
+  app.post('/remember', async (request) => {
+    request.session.set('userId', 'bob')
+    request.session.cookie.maxAge = 30 * 86_400
+    return { maxAge: request.session.cookie.maxAge }
+  })
+  const first = await app.inject({ method: 'POST', url: '/remember' })
+  assert.deepEqual(first.json(), { maxAge: 30 * 86_400 })
+  // absoluteTtl (7 days by default) caps what the browser is told.
+  assert.match(setCookieOf(first) ?? '', /; Max-Age=60480\d; /)
+  const next = await app.inject({ url: '/whoami', cookies: { sid: cookieOf(first) } })
+  assert.deepEqual(next.json(), { userId: 'bob' })
+  assert.match(setCookieOf(next) ?? '', /; Max-Age=60\d{4}; /)
+  assert.equal(next.headers['cache-control'], 'no-store')
+})
+
+test('Cache-Control: a route\'s own value wins over no-store', async (t) => {
+  const { app } = await setup(t)
+  app.post('/cached', async (request, reply) => {
+    request.session.set('views', 1)
+    void reply.header('cache-control', 'private, max-age=10')
+    return {}
+  })
+  const response = await app.inject({ method: 'POST', url: '/cached' })
+  assert.ok(setCookieOf(response) !== undefined)
+  assert.equal(response.headers['cache-control'], 'private, max-age=10')
+})
+
+test('config: { session: false } routes do no session work, even with a cookie', async (t) => {
+  const { app, store } = await setup(t)
+  const cookie = await login(app)
+  store.reset()
+  const response = await app.inject({ url: '/off', cookies: { sid: cookie } })
+  assert.deepEqual(response.json(), { session: null })
+  assert.equal(setCookieOf(response), undefined)
+  assert.equal(store.total, 0)
+})
+
+test('other cookies in the header are left alone and do not confuse the lookup', async (t) => {
+  const { app } = await setup(t)
+  const cookie = await login(app)
+  const response = await app.inject({ url: '/peek', headers: { cookie: `xsid=1; a=sid=2;  sid=${cookie}; z=3` } })
+  assert.deepEqual(response.json(), { views: 1, isNew: false })
+})
