@@ -336,13 +336,16 @@ export class Connection implements ParserSink {
     return await this.closed
   }
 
-  /** Once closing and nothing is left to answer, ends the socket (gracefully when it is up). */
+  /**
+   * Once closing and nothing is left to answer, drops the socket: every
+   * reply has arrived, so there is nothing to flush, and waiting for the
+   * server's FIN could hang on a black-holed peer.
+   */
   private endIfDone (): void {
     if (!this.closing || this.outstanding > 0) return
     const socket = this.socket
     if (socket === undefined) return this.finishClose()
-    if (this.state === 'ready') socket.end()
-    else this.lose(socket, new MemcachedError('MC_CLOSED', 'the client is closed', { server: this.server }))
+    this.lose(socket, new MemcachedError('MC_CLOSED', 'the client is closed', { server: this.server }))
   }
 
   private finishClose (): void {
