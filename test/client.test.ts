@@ -291,6 +291,13 @@ describe('pipelining', () => {
     assert.equal(text.split('\r\n').find((line) => line.startsWith('get '))?.split(' ').length, 61)
   })
 
+  test('a burst larger than the socket buffer waits for drain and loses nothing', async () => {
+    const values = Array.from({ length: 48 }, (_, i) => Buffer.alloc(512 * 1024, i))
+    await Promise.all(values.map((value, i) => client.set(`burst:${i}`, value)))
+    const back = await Promise.all(values.map((_, i) => client.get(`burst:${i}`)))
+    back.forEach((value, i) => assert.ok(value?.equals(values[i] as Buffer), `burst:${i}`))
+  })
+
   test('coalescing keeps program order: get, set, get of one key in one tick', async () => {
     await client.set('order', 'old')
     const [first, , second] = await Promise.all([client.get('order'), client.set('order', 'new'), client.get('order')])

@@ -128,6 +128,11 @@ export class ReplyParser {
     return this.partialLine === undefined && this.value === undefined
   }
 
+  /** Bytes held between feeds: a partial line plus the value being filled. */
+  get buffered (): number {
+    return (this.partialLine?.length ?? 0) + (this.value?.length ?? 0)
+  }
+
   feed (chunk: Buffer): void {
     if (this.failed) return
     let pos = 0
