@@ -298,6 +298,24 @@ describe('pipelining', () => {
     back.forEach((value, i) => assert.ok(value?.equals(values[i] as Buffer), `burst:${i}`))
   })
 
+  test('gets of one tick become one multi-key gets, each caller with its own cas', async () => {
+    await Promise.all(Array.from({ length: 10 }, (_, i) => client.set(`casbatch:${i}`, `v${i}`)))
+    const expected = await Promise.all(Array.from({ length: 10 }, async (_, i) => (await client.getMulti([`casbatch:${i}`])).get(`casbatch:${i}`)))
+    let items: Array<Awaited<ReturnType<MemcachedClient['gets']>>> = []
+    const writes = await captureWrites(async () => {
+      items = await Promise.all([...Array.from({ length: 10 }, (_, i) => client.gets(`casbatch:${i}`)), client.gets('casbatch:none')])
+    })
+    assert.equal(writes.length, 1)
+    assert.equal((writes[0] as Buffer).toString('latin1').match(/^gets /gm)?.length, 1)
+    assert.equal(items[10], undefined)
+    const cases = new Set(items.slice(0, 10).map((item) => item?.cas))
+    assert.equal(cases.size, 10, 'each key has its own cas unique')
+    items.slice(0, 10).forEach((item, i) => assert.deepEqual(item?.value, expected[i]))
+    const first = items[0]
+    assert.ok(first !== undefined)
+    assert.equal(await client.cas('casbatch:0', 'changed', first.cas), 'stored')
+  })
+
   test('coalescing keeps program order: get, set, get of one key in one tick', async () => {
     await client.set('order', 'old')
     const [first, , second] = await Promise.all([client.get('order'), client.set('order', 'new'), client.get('order')])

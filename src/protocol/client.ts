@@ -6,7 +6,7 @@
 import type tls from 'node:tls'
 import {
   SingleRequest, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine, storageLine,
-  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item
+  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item, type ItemResult
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
 import { MemcachedError } from './errors.js'
@@ -87,10 +87,14 @@ function status (reply: Parameters<Interpret<unknown>>[0]): Status | undefined {
 const asValue: Interpret<Buffer | undefined> = (reply, request, server) =>
   reply.type === 'end' ? request.items?.[0]?.value : replyError(reply, server)
 
+const itemValue: ItemResult<Buffer> = (item, copy) => copy ? Buffer.from(item.value) : item.value
+
+const casItem: ItemResult<CasItem> = (item, copy) => ({ value: itemValue(item, copy), flags: item.flags, cas: item.cas ?? 0n })
+
 const asCasItem: Interpret<CasItem | undefined> = (reply, request, server) => {
   if (reply.type !== 'end') return replyError(reply, server)
   const item = request.items?.[0]
-  return item === undefined ? undefined : { value: item.value, flags: item.flags, cas: item.cas ?? 0n }
+  return item === undefined ? undefined : casItem(item, false)
 }
 
 const asItems: Interpret<Item[]> = (reply, request, server) =>
@@ -203,14 +207,15 @@ export class MemcachedClient {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
     if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('get', [key]), undefined, 0, asValue)
-    return new Promise<Buffer | undefined>((resolve, reject) => connection.sendGet(key, resolve, reject))
+    return new Promise<Buffer | undefined>((resolve, reject) => connection.sendRetrieval('get', key, itemValue, resolve, reject))
   }
 
-  /** The value, flags and cas unique of `key` (for {@link cas}), or undefined on a miss. */
-  async gets (key: string): Promise<CasItem | undefined> {
+  /** The value, flags and cas unique of `key` (for {@link cas}), or undefined on a miss; coalesced like {@link get}. */
+  gets (key: string): Promise<CasItem | undefined> {
     const connection = this.route(key)
-    if (connection instanceof MemcachedError) throw connection
-    return await this.request(connection, 'values', retrievalLine('gets', [key]), undefined, 0, asCasItem)
+    if (connection instanceof MemcachedError) return Promise.reject(connection)
+    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('gets', [key]), undefined, 0, asCasItem)
+    return new Promise<CasItem | undefined>((resolve, reject) => connection.sendRetrieval('gets', key, casItem, resolve, reject))
   }
 
   /**

@@ -243,32 +243,38 @@ export class SingleRequest<T> implements Request {
   }
 }
 
-interface GetWaiter {
-  resolve: (value: Buffer | undefined) => void
+interface GetWaiter<T> {
+  resolve: (result: T | undefined) => void
   reject: (error: MemcachedError) => void
   /** Another caller of the same key in this batch. */
-  next: GetWaiter | undefined
+  next: GetWaiter<T> | undefined
 }
 
 /** Keys per coalesced `get`: bounds the line and the reply a batch waits for. */
 export const MAX_BATCH_KEYS = 256
 
+/** What a coalesced retrieval resolves with; `copy` asks for a buffer of the caller's own. */
+export type ItemResult<T> = (item: Item, copy: boolean) => T
+
 /**
- * Single-key gets that reach one server in the same tick, sent as one
- * multi-key `get`. Each caller still gets its own value, or undefined on a miss.
+ * Single-key `get`s (or `gets`) that reach one server in the same tick, sent
+ * as one multi-key command. Each caller still gets its own result, or
+ * undefined on a miss.
  */
-export class GetBatch implements Request {
+export class GetBatch<T> implements Request {
   readonly kind = 'values'
   deadline = 0
   callers = 0
-  private readonly waiting = new Map<string, GetWaiter>()
+  private readonly waiting = new Map<string, GetWaiter<T>>()
+
+  constructor (readonly verb: 'get' | 'gets', private readonly result: ItemResult<T>) {}
 
   /** Whether another distinct key still fits. */
   get full (): boolean { return this.waiting.size >= MAX_BATCH_KEYS }
 
-  add (key: string, resolve: GetWaiter['resolve'], reject: GetWaiter['reject']): void {
+  add (key: string, resolve: GetWaiter<T>['resolve'], reject: GetWaiter<T>['reject']): void {
     const first = this.waiting.get(key)
-    const waiter: GetWaiter = { resolve, reject, next: undefined }
+    const waiter: GetWaiter<T> = { resolve, reject, next: undefined }
     if (first === undefined) this.waiting.set(key, waiter)
     else {
       waiter.next = first.next
@@ -278,36 +284,37 @@ export class GetBatch implements Request {
   }
 
   encode (batch: RequestBatch): void {
-    batch.line(retrievalLine('get', [...this.waiting.keys()]))
+    batch.line(retrievalLine(this.verb, [...this.waiting.keys()]))
   }
 
   onValue (item: Item): boolean {
     let waiter = this.waiting.get(item.key)
     if (waiter === undefined) return false
     this.waiting.delete(item.key)
-    waiter.resolve(item.value)
+    waiter.resolve(this.result(item, false))
     // Callers of the same key get their own copy, so one cannot change another's.
-    for (waiter = waiter.next; waiter !== undefined; waiter = waiter.next) waiter.resolve(Buffer.from(item.value))
+    for (waiter = waiter.next; waiter !== undefined; waiter = waiter.next) waiter.resolve(this.result(item, true))
     return true
   }
 
   onStat (): void {}
 
   complete (reply: Reply, server: string): void {
-    if (reply.type === 'end') return this.settleAll(undefined)
+    if (reply.type === 'end') return this.settleAll()
     this.fail(replyError(reply, server))
   }
 
   fail (error: MemcachedError): void {
     for (let waiter of this.waiting.values()) {
-      for (; waiter !== undefined; waiter = waiter.next as GetWaiter) waiter.reject(error)
+      for (; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.reject(error)
     }
     this.waiting.clear()
   }
 
-  private settleAll (value: undefined): void {
+  /** END: every key still waiting was a miss. */
+  private settleAll (): void {
     for (let waiter of this.waiting.values()) {
-      for (; waiter !== undefined; waiter = waiter.next as GetWaiter) waiter.resolve(value)
+      for (; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.resolve(undefined)
     }
     this.waiting.clear()
   }

@@ -6,7 +6,7 @@
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
-import { GetBatch, RequestBatch, type Request } from './commands.js'
+import { GetBatch, RequestBatch, type ItemResult, type Request } from './commands.js'
 import { MemcachedError } from './errors.js'
 import { ReplyParser, type ParserSink, type Reply, type ReplyKind } from './parser.js'
 
@@ -108,17 +108,22 @@ export class Connection implements ParserSink {
     this.enqueue(request)
   }
 
-  /** Queues a single-key get, coalesced with the other gets of this tick. */
-  sendGet (key: string, resolve: (value: Buffer | undefined) => void, reject: (error: MemcachedError) => void): void {
+  /**
+   * Queues a single-key `get` or `gets`, coalesced with the other retrievals
+   * of the same verb queued behind it in this tick. A batch only ever takes
+   * keys while it is the last queued request, so program order holds: a get
+   * after a set of the same key sees the set.
+   */
+  sendRetrieval<T> (verb: 'get' | 'gets', key: string, result: ItemResult<T>, resolve: (value: T | undefined) => void, reject: (error: MemcachedError) => void): void {
     const refusal = this.refusal()
     if (refusal !== undefined) return reject(refusal)
     const tail = this.pending.last()
-    if (tail instanceof GetBatch && !tail.full) {
-      tail.add(key, resolve, reject)
+    if (tail instanceof GetBatch && tail.verb === verb && !tail.full) {
+      (tail as GetBatch<T>).add(key, resolve, reject)
       this.outstanding++
       return
     }
-    const batch = new GetBatch()
+    const batch = new GetBatch(verb, result)
     batch.add(key, resolve, reject)
     this.enqueue(batch)
   }
