@@ -9,6 +9,7 @@ import {
   touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item, type ItemResult
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
+import { commandChannel, traceCommand, verbOf, type CommandTrace } from './diagnostics.js'
 import { MemcachedError } from './errors.js'
 import type { ReplyKind, Status } from './parser.js'
 import { KetamaRing, parseServer, type RingNode } from './ring.js'
@@ -207,7 +208,8 @@ export class MemcachedClient {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
     if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('get', [key]), undefined, 0, asValue)
-    return new Promise<Buffer | undefined>((resolve, reject) => connection.sendRetrieval('get', key, itemValue, resolve, reject))
+    const promise = new Promise<Buffer | undefined>((resolve, reject) => connection.sendRetrieval('get', key, itemValue, resolve, reject))
+    return commandChannel.hasSubscribers ? traceCommand(trace('get', connection, 1, 0), promise) : promise
   }
 
   /** The value, flags and cas unique of `key` (for {@link cas}), or undefined on a miss; coalesced like {@link get}. */
@@ -215,7 +217,8 @@ export class MemcachedClient {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
     if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('gets', [key]), undefined, 0, asCasItem)
-    return new Promise<CasItem | undefined>((resolve, reject) => connection.sendRetrieval('gets', key, casItem, resolve, reject))
+    const promise = new Promise<CasItem | undefined>((resolve, reject) => connection.sendRetrieval('gets', key, casItem, resolve, reject))
+    return commandChannel.hasSubscribers ? traceCommand(trace('gets', connection, 1, 0), promise) : promise
   }
 
   /**
@@ -232,7 +235,7 @@ export class MemcachedClient {
       else group.push(key)
     }
     const replies = await Promise.all([...byServer].map(async ([connection, group]) =>
-      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems)))
+      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems, group.length)))
     const found = new Map<string, Buffer>()
     for (const items of replies) for (const item of items) found.set(item.key, item.value)
     return found
@@ -353,7 +356,7 @@ export class MemcachedClient {
   private async everyServer<T> (kind: ReplyKind, line: string, interpret: Interpret<T>): Promise<Record<string, T>> {
     if (this.closed) throw new MemcachedError('MC_CLOSED', 'the client is closed')
     const results = await Promise.all(this.entries.map(async (entry) =>
-      await this.request(entry.connection, kind, line, undefined, 0, interpret)))
+      await this.request(entry.connection, kind, line, undefined, 0, interpret, 0)))
     return Object.fromEntries(this.entries.map((entry, i) => [entry.id, results[i] as T]))
   }
 
@@ -386,10 +389,11 @@ export class MemcachedClient {
     })
   }
 
-  private request<T> (connection: Connection, kind: ReplyKind, head: string, body: Value | undefined, bodySize: number, interpret: Interpret<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+  private request<T> (connection: Connection, kind: ReplyKind, head: string, body: Value | undefined, bodySize: number, interpret: Interpret<T>, keys = 1): Promise<T> {
+    const promise = new Promise<T>((resolve, reject) => {
       connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject))
     })
+    return commandChannel.hasSubscribers ? traceCommand(trace(verbOf(head), connection, keys, bodySize), promise) : promise
   }
 
   private onFailure (connection: Connection, error: MemcachedError, consecutive: number): void {
@@ -416,6 +420,10 @@ export class MemcachedClient {
     entry.ejected = false
     this.ring = new KetamaRing(this.entries.filter((candidate) => !candidate.ejected))
   }
+}
+
+function trace (command: string, connection: Connection, keys: number, bytesOut: number): CommandTrace {
+  return { command, server: connection.server, keys, bytesOut, bytesIn: 0 }
 }
 
 function checkTtl (ttl: number): void {
