@@ -143,7 +143,12 @@ export class SessionManager {
       this.setCookie(state, request, reply)
       return undefined
     }
-    return write.then(() => { this.setCookie(state, request, reply) })
+    return this.afterWrite(write, state, request, reply)
+  }
+
+  private async afterWrite (write: Promise<void>, state: SessionState, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    await write
+    this.setCookie(state, request, reply)
   }
 
   private pendingWrite (state: SessionState): Promise<void> | undefined {
@@ -286,6 +291,9 @@ export class SessionManager {
     try {
       return await pending
     } catch (error) {
+      // Once the store failed, onSend does no more store work for this
+      // request: the error response must not fail a second time.
+      state.finished = true
       const mapped = storeError(error, action)
       state.log.error({ err: error, session: this.hashOf(state) }, mapped.message)
       throw mapped

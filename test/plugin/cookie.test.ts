@@ -238,3 +238,12 @@ test('other cookies in the header are left alone and do not confuse the lookup',
   const response = await app.inject({ url: '/peek', headers: { cookie: `xsid=1; a=sid=2;  sid=${cookie}; z=3` } })
   assert.deepEqual(response.json(), { views: 1, isNew: false })
 })
+
+test('saveUninitialized: every visitor gets a stored session and a cookie', async (t) => {
+  const { app, store } = await setup(t, { saveUninitialized: true })
+  const response = await app.inject({ url: '/peek' })
+  assert.deepEqual(response.json(), { views: null, isNew: true })
+  const cookie = cookieOf(response)
+  assert.deepEqual(store.calls, { get: 0, add: 1, cas: 0, touch: 0, delete: 0 })
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: null, isNew: false })
+})

@@ -3,10 +3,10 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
-import { MemcachedClient } from '../../src/index.js'
+import { MemcachedClient, MemcachedError, MemcachedStore } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached.js'
 import { FaultProxy } from '../helpers/proxy.js'
-import { buildApp, cookieOf, idOf, keyOf, setCookieOf, sleep } from './helpers.js'
+import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf, sleep } from './helpers.js'
 
 const TIMEOUT = 400
 let server: MemcachedServer
@@ -138,4 +138,26 @@ test('the plugin closes the client it created on close; a client passed in stays
   await client.set('still-open', 'yes')
   assert.equal((await client.get('still-open'))?.toString(), 'yes')
   await client.close()
+})
+
+test('a store failure inside the handler (destroy) gives one 503, no cookie, no second store call', async (t) => {
+  const client = new MemcachedClient({ servers: [server.address] })
+  t.after(() => client.close())
+  const inner = new MemcachedStore({ client })
+  const store = new CountingStore(inner)
+  store.delete = async () => {
+    store.calls.delete++
+    throw new MemcachedError('MC_CONNECTION', 'connection lost', { server: server.address })
+  }
+  const app = await buildApp({ store })
+  t.after(() => app.close())
+  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/login' }))
+  store.reset()
+  const response = await app.inject({ method: 'POST', url: '/logout', cookies: { sid: cookie } })
+  assert.equal(response.statusCode, 503)
+  assert.match(response.json<{ message: string }>().message, /could not destroy the session \(MC_CONNECTION\)/)
+  assert.equal(setCookieOf(response), undefined)
+  assert.deepEqual(store.calls, { get: 1, add: 0, cas: 0, touch: 0, delete: 1 })
+  // The session is still there: logout failed visibly rather than silently.
+  assert.deepEqual((await app.inject({ url: '/whoami', cookies: { sid: cookie } })).json(), { userId: 'alice' })
 })
