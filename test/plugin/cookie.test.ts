@@ -2,7 +2,8 @@
 // what a request without a session costs. Against real memcached.
 import { after, before, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import crypto, { randomBytes } from 'node:crypto'
+import net from 'node:net'
 import { sign, unsign } from '@fastify/cookie'
 import type { FastifyInstance } from 'fastify'
 import { MemcachedClient, MemcachedStore, type MemcachedSessionOptions } from '../../src/index.js'
@@ -166,7 +167,27 @@ test('memcached holds the session under prefix + sha256(id), never under the id'
   assert.ok(!stored.toString().includes(id))
   assert.equal(await client.get(`myapp:s:${id}`), undefined)
   assert.equal(await client.get(keyOf(id)), undefined)
+  const dump = await metadump()
+  assert.ok(dump.includes(encodeURIComponent(keyOf(id, 'myapp:s:'))), 'the dump lists the hashed key')
+  assert.ok(!dump.includes(id) && !dump.includes(encodeURIComponent(id)), 'and never the id')
 })
+
+/** Every key memcached holds, as `lru_crawler metadump all` prints them. */
+async function metadump (): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const socket = net.connect({ host: server.host, port: server.port })
+    let text = ''
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString()
+      if (text.endsWith('END\r\n')) {
+        socket.end()
+        resolve(text)
+      }
+    })
+    socket.on('error', reject)
+    socket.write('lru_crawler metadump all\r\n')
+  })
+}
 
 test('cookie attributes: Secure over HTTPS, Max-Age only when asked, custom name, path and domain', async (t) => {
   const { app } = await setup(t)
@@ -246,4 +267,16 @@ test('saveUninitialized: every visitor gets a stored session and a cookie', asyn
   const cookie = cookieOf(response)
   assert.deepEqual(store.calls, { get: 0, add: 1, cas: 0, touch: 0, delete: 0 })
   assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: null, isNew: false })
+})
+
+test('hot path: no cookie costs no crypto; a cookie costs one HMAC and one SHA-256', async (t) => {
+  const { app } = await setup(t)
+  const cookie = await login(app)
+  const hmac = t.mock.method(crypto, 'createHmac')
+  const hash = t.mock.method(crypto, 'createHash')
+  const random = t.mock.method(crypto, 'randomBytes')
+  await app.inject({ url: '/peek' })
+  assert.deepEqual([hmac.mock.callCount(), hash.mock.callCount(), random.mock.callCount()], [0, 0, 0])
+  await app.inject({ url: '/peek', cookies: { sid: cookie } })
+  assert.deepEqual([hmac.mock.callCount(), hash.mock.callCount(), random.mock.callCount()], [1, 1, 0])
 })
