@@ -55,7 +55,10 @@ export interface SessionState {
   renew: boolean
   /** The id was first written by this request: send the cookie. */
   issue: boolean
-  /** The browser's cookie names a session that no longer exists. */
+  /**
+   * This request destroyed (or regenerated away) the session the browser's
+   * cookie names: the response clears the cookie unless it issues a new one.
+   */
   stale: boolean
   /** onSend already handled this session. */
   finished: boolean
