@@ -273,15 +273,16 @@ for (const kind of KINDS) {
 }
 
 test('idle ttl expires unused sessions, rolling keeps used ones, absoluteTtl ends even used ones', async (t) => {
-  // memcached's clock ticks once a second: an item with ttl 2 lives 1 to 3 s.
-  const { app: rolling } = await setup(t, 'memcached', { ttl: 2 })
-  const { app: fixed } = await setup(t, 'memcached', { ttl: 2, rolling: false })
+  // memcached's clock ticks once a second: an item with ttl 3 lives 2 to 4 s,
+  // so touches every ~0.5 s keep it with a wide margin, and 5 s ends it.
+  const { app: rolling } = await setup(t, 'memcached', { ttl: 3 })
+  const { app: fixed } = await setup(t, 'memcached', { ttl: 3, rolling: false })
   const { app: bounded } = await setup(t, 'memcached', { ttl: 60, absoluteTtl: 2 })
   const used = await count(rolling)
   const unused = await count(rolling)
   const notRolled = await count(fixed)
   const capped = await count(bounded)
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < 10; i++) {
     await sleep(500)
     assert.equal((await peek(rolling, used)).views, 1, `rolling session alive at step ${i}`)
     await peek(fixed, notRolled)
