@@ -2,10 +2,10 @@
 //   npx tsc -p test/plugin/types/tsconfig.json
 // A line under `@ts-expect-error` must be a type error, or tsc fails.
 import Fastify from 'fastify'
-import memcachedSession, { MemoryStore } from '../../../src/index.js'
+import memcachedSession, { MemoryStore } from 'fastify-memcached-session'
 
-// What an app writes (with 'fastify-memcached-session' as the module name).
-declare module '../../../src/index.js' {
+// What an app writes.
+declare module 'fastify-memcached-session' {
   interface SessionData {
     userId: string
     views: number
