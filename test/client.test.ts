@@ -352,6 +352,33 @@ describe('several servers', () => {
     }
   })
 
+  test('forServer pins every command to one server; ping reports each server', async () => {
+    const pair = new MemcachedClient({ servers: [server.address, other.address] })
+    try {
+      const onOther = pair.forServer(other.address)
+      await onOther.set('pinned', 'there')
+      const direct = new MemcachedClient({ servers: [other.address] })
+      assert.equal((await direct.get('pinned'))?.toString(), 'there')
+      await direct.close()
+      assert.equal((await pair.forServer(server.address).get('pinned')), undefined)
+      assert.throws(() => pair.forServer('127.0.0.1:1'), /not one of this client's servers/)
+      const health = await pair.ping()
+      assert.deepEqual(Object.keys(health).sort(), [server.address, other.address].sort())
+      for (const entry of Object.values(health)) {
+        assert.equal(entry.ok, true)
+        assert.equal(entry.ejected, false)
+        assert.ok(entry.latencyMs >= 0)
+      }
+      const dead = new MemcachedClient({ servers: ['127.0.0.1:1'], connectTimeout: 200 })
+      const down = (await dead.ping())['127.0.0.1:1']
+      assert.equal(down?.ok, false)
+      assert.match(down?.error ?? '', /ECONNREFUSED/)
+      await dead.close()
+    } finally {
+      await pair.close()
+    }
+  })
+
   test('version, stats and flush reach every server', async () => {
     const pair = new MemcachedClient({ servers: [server.address, other.address] })
     try {

@@ -3,6 +3,7 @@
  * queued, routes each key to a server by ketama, and ejects servers that keep
  * failing until a probe finds them answering again.
  */
+import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
   SingleRequest, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine, storageLine,
@@ -52,6 +53,18 @@ export interface CasItem {
   value: Buffer
   flags: number
   cas: bigint
+}
+
+/** One server's answer to {@link MemcachedClient.ping}. */
+export interface ServerHealth {
+  /** Whether it answered `version` in time. */
+  ok: boolean
+  /** Whether it is currently out of the ring after repeated failures. */
+  ejected: boolean
+  /** Round trip of the `version` command (or time to the failure), in ms. */
+  latencyMs: number
+  /** Why it failed, when it did. */
+  error?: string
 }
 
 /** Outcome of a `cas`: stored, someone else changed it (`exists`), or it is gone (`not_found`). */
@@ -158,6 +171,8 @@ export class MemcachedClient {
   private readonly retryDelay: number
   private readonly coalesceGets: boolean
   private closed = false
+  /** Set on views made by {@link forServer}: every key goes to this server. */
+  private pinned: ServerEntry | undefined
 
   /** @throws TypeError for invalid options (a server spec, a non-positive duration). */
   constructor (options: MemcachedClientOptions = {}) {
@@ -199,6 +214,39 @@ export class MemcachedClient {
    */
   serversFor (key: string, count: number): string[] {
     return this.ring.getN(key, count).map((entry) => entry.id)
+  }
+
+  /**
+   * A view of this client whose commands all go to one server, bypassing the
+   * ring (for replication, or to inspect one server). It shares this client's
+   * connection; closing either closes both.
+   *
+   * @param server - `host:port` as listed in {@link servers}
+   * @throws TypeError when the server is not one of this client's
+   */
+  forServer (server: string): MemcachedClient {
+    const entry = this.entries.find((candidate) => candidate.id === server)
+    if (entry === undefined) throw new TypeError(`${PREFIX}${server} is not one of this client's servers (${this.servers.join(', ')})`)
+    const view = Object.create(this) as MemcachedClient
+    view.pinned = entry
+    return view
+  }
+
+  /**
+   * Health of every server, for readiness checks: a `version` round trip
+   * each, never rejecting. `latencyMs` is the round trip in milliseconds.
+   */
+  async ping (): Promise<Record<string, ServerHealth>> {
+    const results = await Promise.all(this.entries.map(async (entry): Promise<ServerHealth> => {
+      const started = performance.now()
+      try {
+        await this.request(entry.connection, 'version', 'version\r\n', undefined, 0, asVersion, 0)
+        return { ok: true, ejected: entry.ejected, latencyMs: performance.now() - started }
+      } catch (error) {
+        return { ok: false, ejected: entry.ejected, latencyMs: performance.now() - started, error: (error as Error).message }
+      }
+    }))
+    return Object.fromEntries(this.entries.map((entry, i) => [entry.id, results[i] as ServerHealth]))
   }
 
   // ---- retrieval ----
@@ -377,6 +425,7 @@ export class MemcachedClient {
     const problem = keyProblem(key)
     if (problem !== undefined) return invalidKey(key, problem)
     if (this.closed) return new MemcachedError('MC_CLOSED', 'the client is closed')
+    if (this.pinned !== undefined) return this.pinned.connection
     const entry = this.ring.size === 1 && this.entries.length === 1 ? this.entries[0] : this.ring.get(key)
     if (entry === undefined || entry.ejected) return this.noServers()
     return entry.connection
