@@ -1,0 +1,103 @@
+/**
+ * One adapter per memcached client under test, all with the same promise
+ * shape so the measuring loops are identical for every client. Each peer is
+ * configured as its README suggests for one server; where a peer has no
+ * multi-key get, the note says what stands in for it.
+ */
+import Memcached from 'memcached'
+import { MemcacheClient } from 'memcache-client'
+import memjs from 'memjs'
+import { MemcachedClient } from '../../src/index.js'
+
+export interface Driver {
+  /** Short, stable id used in results. */
+  readonly id: string
+  /** Label for tables and charts. */
+  readonly label: string
+  /** Set when this driver does not run every operation the same way. */
+  readonly note?: string
+  /** Operations this driver is measured on. */
+  readonly ops: ReadonlySet<Operation>
+  get (key: string): Promise<unknown>
+  set (key: string, value: Buffer): Promise<unknown>
+  getMulti (keys: readonly string[]): Promise<unknown>
+  close (): Promise<void>
+}
+
+export type Operation = 'get' | 'set' | 'mget'
+
+const ALL_OPS: ReadonlySet<Operation> = new Set(['get', 'set', 'mget'])
+
+/** Our client, with `coalesceGets` as given. */
+export function ours (server: string, coalesceGets: boolean): Driver {
+  const client = new MemcachedClient({ servers: [server], coalesceGets, timeout: 5000 })
+  return {
+    id: coalesceGets ? 'ours' : 'ours-nocoalesce',
+    label: coalesceGets ? 'ours (coalescing)' : 'ours (coalesceGets: false)',
+    // set and getMulti do not coalesce: the default client measures them.
+    ops: coalesceGets ? ALL_OPS : new Set(['get']),
+    get: async (key) => await client.get(key),
+    set: async (key, value) => await client.set(key, value),
+    getMulti: async (keys) => await client.getMulti(keys),
+    close: async () => await client.close()
+  }
+}
+
+export function memjsDriver (server: string): Driver {
+  const client = memjs.Client.create(server, { timeout: 5, retries: 0, logger: { log: () => {} } })
+  return {
+    id: 'memjs',
+    label: 'memjs 1.3.2',
+    note: 'binary protocol; no multi-key get, so the 100-key get is 100 pipelined gets',
+    ops: ALL_OPS,
+    get: async (key) => await client.get(key),
+    set: async (key, value) => await client.set(key, value, {}),
+    getMulti: async (keys) => await Promise.all(keys.map(async (key) => await client.get(key))),
+    close: async () => { client.close() }
+  }
+}
+
+export function memcachedDriver (server: string): Driver {
+  const client = new Memcached(server)
+  return {
+    id: 'memcached',
+    label: 'memcached 2.2.2',
+    note: 'default pool of up to 10 connections',
+    ops: ALL_OPS,
+    get: async (key) => await new Promise((resolve, reject) => {
+      client.get(key, (error: unknown, data: unknown) => { if (error) reject(error as Error); else resolve(data) })
+    }),
+    set: async (key, value) => await new Promise((resolve, reject) => {
+      client.set(key, value, 0, (error: unknown, ok: boolean) => { if (error) reject(error as Error); else resolve(ok) })
+    }),
+    getMulti: async (keys) => await new Promise((resolve, reject) => {
+      client.getMulti([...keys], (error: unknown, data: unknown) => { if (error) reject(error as Error); else resolve(data) })
+    }),
+    close: async () => { client.end() }
+  }
+}
+
+export function memcacheClientDriver (server: string): Driver {
+  const client = new MemcacheClient({ server, cmdTimeout: 5000, noDelay: true })
+  return {
+    id: 'memcache-client',
+    label: 'memcache-client 1.0.5',
+    note: 'one connection (its default maxConnections), noDelay on',
+    ops: ALL_OPS,
+    get: async (key) => await client.get(key),
+    set: async (key, value) => await client.set(key, value),
+    getMulti: async (keys) => await client.get([...keys]),
+    close: async () => { client.shutdown() }
+  }
+}
+
+/** Every client, ours first. */
+export function createDrivers (server: string): Driver[] {
+  return [
+    ours(server, true),
+    ours(server, false),
+    memjsDriver(server),
+    memcachedDriver(server),
+    memcacheClientDriver(server)
+  ]
+}

@@ -1,0 +1,235 @@
+/**
+ * bench/http: the same Fastify app behind each session implementation, each
+ * in its own process on the measured core, driven by autocannon from another
+ * process on the load core, over existing sessions whose cookies rotate.
+ * Variants run interleaved, round after round; results are medians.
+ */
+import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import path from 'node:path'
+import type { BenchConfig } from '../lib/config.js'
+import { RetryBudget, guarded } from '../lib/cpu.js'
+import type { Pinning } from '../lib/machine.js'
+import { spawnPinned, stopChild } from '../lib/processes.js'
+import { formatCount, formatMs, median, progress, ratio } from '../lib/stats.js'
+import type { LoadJob, LoadResult } from './load.js'
+import type { ServerMessage } from './server.js'
+import { VARIANTS, type Backends, type Variant, type VariantId } from './variants.js'
+
+export type Route = 'rw' | 'ro'
+
+export const ROUTES: ReadonlyArray<{ id: Route, label: string }> = [
+  { id: 'rw', label: 'read-write (read and increment a counter)' },
+  { id: 'ro', label: 'read-only (read the counter)' }
+]
+
+export interface HttpSample {
+  variant: VariantId
+  route: Route
+  round: number
+  reqPerSec: number
+  p50: number
+  p99: number
+  /** Non-2xx responses, socket errors and timeouts. */
+  errors: number
+  /** CPU used by processes the bench did not start during the window, cores. */
+  foreignCores: number
+  attempts: number
+}
+
+export interface HttpSummary {
+  variant: VariantId
+  route: Route
+  reqPerSec: number
+  p50: number
+  p99: number
+  samples: number[]
+  errors: number
+  /** Over ours + MemoryStore, same route. */
+  vsOursMemory: number
+  /** Over no session, same route. */
+  vsCeiling: number
+}
+
+export interface HttpSuiteResult {
+  timing: BenchConfig['http']
+  variants: Array<Variant & { skipped?: string }>
+  routes: typeof ROUTES
+  samples: HttpSample[]
+  summary: HttpSummary[]
+  /** Windows measured again because other processes used the CPU. */
+  retried: number
+  /** Median foreign CPU over the kept windows, cores. */
+  medianForeignCores: number
+}
+
+const BUILD_DIR = path.resolve(__dirname)
+
+interface RunningServer {
+  variant: Variant
+  child: ChildProcess
+  port: number
+  cookies: string[]
+}
+
+async function startServer (variant: Variant, backends: Backends, core: number | undefined): Promise<RunningServer> {
+  const child = spawnPinned(core, process.execPath, [path.join(BUILD_DIR, 'server.js'), variant.id, backends.memcached ?? '-', backends.redis ?? '-'], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  const message = await Promise.race([
+    once(child, 'message') as Promise<[ServerMessage]>,
+    once(child, 'exit').then(() => [{ type: 'error', message: 'exited before listening' }] as [ServerMessage]),
+    new Promise<[ServerMessage]>((resolve) => setTimeout(() => resolve([{ type: 'error', message: 'not listening within 15 s' }]), 15_000).unref())
+  ])
+  const [reply] = message
+  if (reply.type !== 'ready' || reply.port === undefined) {
+    await stopChild(child)
+    throw new Error(`${variant.label}: ${reply.message ?? 'failed'}`)
+  }
+  return { variant, child, port: reply.port, cookies: [] }
+}
+
+/** Makes `count` sessions with one request each, and checks a cookie is honoured. */
+async function createSessions (server: RunningServer, count: number): Promise<string[]> {
+  const name = server.variant.cookieName
+  const base = `http://127.0.0.1:${server.port}`
+  if (name === undefined) {
+    // The ceiling gets cookie headers of the same size, which it ignores.
+    return Array.from({ length: count }, (_, i) => `sid=${'x'.repeat(43)}.${String(i).padStart(43, '0')}`)
+  }
+  const cookies: string[] = []
+  for (let i = 0; i < count; i++) {
+    const response = await fetch(`${base}/rw`)
+    await response.arrayBuffer()
+    const cookie = response.headers.getSetCookie().find((line) => line.startsWith(`${name}=`))
+    if (response.status !== 200 || cookie === undefined) throw new Error(`${server.variant.label}: no ${name} cookie (status ${response.status})`)
+    cookies.push(cookie.split(';', 1)[0] as string)
+  }
+  const check = await fetch(`${base}/rw`, { headers: { cookie: cookies[0] as string } })
+  const body = await check.json() as { n?: number }
+  if (check.status !== 200 || (body.n ?? 0) < 2) throw new Error(`${server.variant.label}: the session cookie was not honoured (${JSON.stringify(body)})`)
+  return cookies
+}
+
+/** The load generator child and its one-job-at-a-time protocol. */
+class LoadGenerator {
+  private nextId = 1
+
+  private constructor (private readonly child: ChildProcess) {}
+
+  static async start (core: number | undefined): Promise<LoadGenerator> {
+    const child = spawnPinned(core, process.execPath, [path.join(BUILD_DIR, 'load.js')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    await Promise.race([
+      once(child, 'message'),
+      once(child, 'exit').then(() => { throw new Error('load generator exited at start') })
+    ])
+    return new LoadGenerator(child)
+  }
+
+  async run (job: Omit<LoadJob, 'type' | 'id'>): Promise<LoadResult> {
+    const id = this.nextId++
+    const answer = new Promise<LoadResult>((resolve, reject) => {
+      const timer = setTimeout(() => { cleanup(); reject(new Error('load generator: no result within 60 s')) }, 60_000)
+      const onMessage = (message: LoadResult): void => {
+        if (message.type === 'result' && message.id === id) { cleanup(); resolve(message) }
+      }
+      const onExit = (): void => { cleanup(); reject(new Error('load generator exited')) }
+      const cleanup = (): void => { clearTimeout(timer); this.child.off('message', onMessage); this.child.off('exit', onExit) }
+      this.child.on('message', onMessage)
+      this.child.once('exit', onExit)
+    })
+    this.child.send({ type: 'run', id, ...job } satisfies LoadJob)
+    return await answer
+  }
+
+  async stop (): Promise<void> {
+    await stopChild(this.child)
+  }
+}
+
+export async function runHttpSuite (config: BenchConfig, backends: Backends, pinning: Pinning): Promise<HttpSuiteResult> {
+  const timing = config.http
+  const variants: Array<Variant & { skipped?: string }> = VARIANTS.map((variant) =>
+    variant.needs === 'redis' && backends.redis === undefined ? { ...variant, skipped: 'skipped: redis-server not found' } : { ...variant })
+  for (const variant of variants) if (variant.skipped !== undefined) progress(`http: ${variant.label}: ${variant.skipped}`)
+  const servers: RunningServer[] = []
+  let load: LoadGenerator | undefined
+  const samples: HttpSample[] = []
+  const budget = new RetryBudget(timing.retries, timing.retryBudgetMs)
+  try {
+    for (const variant of variants) {
+      if (variant.skipped !== undefined) continue
+      const server = await startServer(variant, backends, pinning.measured)
+      servers.push(server)
+      server.cookies = await createSessions(server, timing.sessions)
+      progress(`http: ${variant.label} on port ${server.port}, ${server.cookies.length} sessions`)
+    }
+    load = await LoadGenerator.start(pinning.load)
+    const perRun = (timing.warmupMs + timing.windowMs) / 1000 + 0.1
+    progress(`http: ${timing.rounds} rounds x ${ROUTES.length} routes x ${servers.length} variants, ${timing.connections} connections, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * ROUTES.length * servers.length * perRun)} s)`)
+    for (let round = 1; round <= timing.rounds; round++) {
+      for (const route of ROUTES) {
+        const line: string[] = []
+        for (let i = 0; i < servers.length; i++) {
+          const server = servers[(i + round - 1) % servers.length] as RunningServer
+          const generator = load
+          const { result, foreignCores, attempts } = await guarded(async () => await generator.run({
+            url: `http://127.0.0.1:${server.port}/${route.id}`,
+            cookies: server.cookies,
+            connections: timing.connections,
+            warmupMs: timing.warmupMs,
+            windowMs: timing.windowMs
+          }), budget, (cores) => progress(`http /${route.id} ${server.variant.id}: other processes used ${cores.toFixed(2)} cores; measuring again`))
+          const errors = result.non2xx + result.errors + result.timeouts
+          if (result.error !== undefined) progress(`http: ${server.variant.label}: ${result.error}`)
+          samples.push({ variant: server.variant.id, route: route.id, round, reqPerSec: result.reqPerSec, p50: result.p50, p99: result.p99, errors, foreignCores, attempts })
+          line.push(`${server.variant.id} ${formatCount(result.reqPerSec)}/s p99 ${formatMs(result.p99)}ms${errors > 0 ? ` (${errors} errors)` : ''}`)
+        }
+        progress(`http round ${round}/${timing.rounds} /${route.id}: ${line.join(' | ')}`)
+      }
+    }
+  } finally {
+    await load?.stop()
+    await Promise.all(servers.map(async (server) => await stopChild(server.child)))
+  }
+  const foreign = samples.map((s) => s.foreignCores).filter(Number.isFinite)
+  return {
+    timing,
+    variants,
+    routes: ROUTES,
+    samples,
+    summary: summarize(samples, variants),
+    retried: budget.used,
+    medianForeignCores: median(foreign)
+  }
+}
+
+function summarize (samples: readonly HttpSample[], variants: ReadonlyArray<Variant & { skipped?: string }>): HttpSummary[] {
+  const summary: HttpSummary[] = []
+  for (const route of ROUTES) {
+    const of = (variant: VariantId): HttpSample[] => samples.filter((s) => s.route === route.id && s.variant === variant)
+    const medianRate = (variant: VariantId): number | undefined => {
+      const mine = of(variant)
+      return mine.length === 0 ? undefined : median(mine.map((s) => s.reqPerSec))
+    }
+    const oursMemory = medianRate('ours-memory')
+    const ceiling = medianRate('none')
+    for (const variant of variants) {
+      const mine = of(variant.id)
+      if (mine.length === 0) continue
+      const reqPerSec = median(mine.map((s) => s.reqPerSec))
+      summary.push({
+        variant: variant.id,
+        route: route.id,
+        reqPerSec,
+        p50: median(mine.map((s) => s.p50)),
+        p99: median(mine.map((s) => s.p99)),
+        samples: mine.map((s) => Math.round(s.reqPerSec)),
+        errors: mine.reduce((sum, s) => sum + s.errors, 0),
+        vsOursMemory: ratio(reqPerSec, oursMemory),
+        vsCeiling: ratio(reqPerSec, ceiling)
+      })
+    }
+  }
+  return summary
+}

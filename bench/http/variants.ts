@@ -1,0 +1,144 @@
+/**
+ * The HTTP variants: the same two routes behind each session implementation.
+ * Peer plugins are loaded with `createRequire` and typed here by the little
+ * the bench uses: their own typings augment `FastifyRequest.session` with
+ * types that conflict with ours, and the whole repository compiles as one
+ * program.
+ */
+import { randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
+import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify'
+import { MemoryStore, memcachedSession } from '../../src/index.js'
+
+export type VariantId =
+  | 'none'
+  | 'ours-memcached'
+  | 'ours-memory'
+  | 'fastify-session-memcached'
+  | 'fastify-session-memory'
+  | 'secure-session'
+  | 'fastify-session-redis'
+
+export interface Variant {
+  id: VariantId
+  label: string
+  /** The cookie that carries the session; undefined for no session. */
+  cookieName: string | undefined
+  /** A data server it needs. */
+  needs: 'memcached' | 'redis' | undefined
+  note?: string
+}
+
+export const VARIANTS: readonly Variant[] = [
+  { id: 'none', label: 'no session (ceiling)', cookieName: undefined, needs: undefined },
+  { id: 'ours-memcached', label: 'ours + memcached', cookieName: 'sid', needs: 'memcached' },
+  { id: 'ours-memory', label: 'ours + MemoryStore', cookieName: 'sid', needs: undefined },
+  {
+    id: 'fastify-session-memcached',
+    label: '@fastify/session + connect-memcached',
+    cookieName: 'sessionId',
+    needs: 'memcached',
+    note: 'defaults: rolling saves the session on every request'
+  },
+  {
+    id: 'fastify-session-memory',
+    label: '@fastify/session + MemoryStore',
+    cookieName: 'sessionId',
+    needs: undefined,
+    note: 'its default store; rolling saves the session on every request'
+  },
+  { id: 'secure-session', label: '@fastify/secure-session (cookie only)', cookieName: 'session', needs: undefined },
+  { id: 'fastify-session-redis', label: '@fastify/session + connect-redis', cookieName: 'sessionId', needs: 'redis' }
+]
+
+/** Addresses of the data servers, `127.0.0.1:port`. */
+export interface Backends {
+  memcached: string | undefined
+  redis: string | undefined
+}
+
+/** What the routes need of any session object: all four have get and set. */
+interface SessionLike {
+  get (key: string): unknown
+  set (key: string, value: unknown): void
+}
+
+type StoreConstructor = new (options: Record<string, unknown>) => object
+
+const load = createRequire(__filename)
+const SECRET = 'bench-secret-bench-secret-bench-secret-0123456789'
+
+function requirePlugin (name: string): FastifyPluginCallback<Record<string, unknown>> {
+  const module = load(name) as { default?: unknown }
+  return (module.default ?? module) as FastifyPluginCallback<Record<string, unknown>>
+}
+
+function sessionOf (request: FastifyRequest): SessionLike {
+  return (request as unknown as { session: SessionLike }).session
+}
+
+function need (address: string | undefined, what: string): string {
+  if (address === undefined) throw new Error(`this variant needs ${what}`)
+  return address
+}
+
+async function registerSessions (app: FastifyInstance, id: VariantId, backends: Backends): Promise<void> {
+  switch (id) {
+    case 'none':
+      return
+    case 'ours-memcached':
+      await app.register(memcachedSession, { secret: SECRET, servers: [need(backends.memcached, 'memcached')] })
+      return
+    case 'ours-memory': {
+      const store = new MemoryStore()
+      app.addHook('onClose', async () => { await store.close() })
+      await app.register(memcachedSession, { secret: SECRET, store })
+      return
+    }
+    case 'secure-session':
+      await app.register(requirePlugin('@fastify/secure-session'), { key: randomBytes(32), cookie: { path: '/', httpOnly: true } })
+      return
+    default:
+      await registerFastifySession(app, id, backends)
+  }
+}
+
+async function registerFastifySession (app: FastifyInstance, id: VariantId, backends: Backends): Promise<void> {
+  await app.register(requirePlugin('@fastify/cookie'))
+  const fastifySession = load('@fastify/session') as { Store: unknown }
+  const options: Record<string, unknown> = { secret: SECRET, cookie: { secure: false } }
+  if (id === 'fastify-session-memcached') {
+    const connectMemcached = load('connect-memcached') as (session: unknown) => StoreConstructor
+    const MemcachedStore = connectMemcached(fastifySession)
+    const store = new MemcachedStore({ hosts: [need(backends.memcached, 'memcached')], prefix: 'fsess:' }) as { client?: { end (): void } }
+    app.addHook('onClose', async () => { store.client?.end() })
+    options.store = store
+  } else if (id === 'fastify-session-redis') {
+    const { createClient } = load('redis') as { createClient (options: { url: string }): { connect (): Promise<unknown>, quit (): Promise<unknown> } }
+    const { RedisStore } = load('connect-redis') as { RedisStore: StoreConstructor }
+    const client = createClient({ url: `redis://${need(backends.redis, 'redis-server')}` })
+    await client.connect()
+    app.addHook('onClose', async () => { await client.quit() })
+    options.store = new RedisStore({ client, prefix: 'fsess:' })
+  }
+  await app.register(requirePlugin('@fastify/session'), options)
+}
+
+/** Registers the variant's session plugin and the two measured routes. */
+export async function buildApp (app: FastifyInstance, id: VariantId, backends: Backends): Promise<void> {
+  await registerSessions(app, id, backends)
+  if (id === 'none') {
+    // The ceiling: the same routes and payloads, the counter in a variable.
+    let counter = 0
+    app.get('/rw', async () => ({ n: ++counter }))
+    app.get('/ro', async () => ({ n: counter }))
+    return
+  }
+  app.get('/rw', async (request) => {
+    const session = sessionOf(request)
+    const n = Number(session.get('n') ?? 0) + 1
+    session.set('n', n)
+    return { n }
+  })
+  app.get('/ro', async (request) => ({ n: Number(sessionOf(request).get('n') ?? 0) }))
+}

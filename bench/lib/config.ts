@@ -1,0 +1,70 @@
+/** Command-line options of `npm run bench` and the durations they imply. */
+import path from 'node:path'
+
+export type Suite = 'client' | 'http'
+
+export interface Timing {
+  /** Interleaved rounds; results are the median over them. */
+  rounds: number
+  /** Load before each measured window, ms (not counted). */
+  warmupMs: number
+  /** The measured window, ms. */
+  windowMs: number
+  /** Times a window disturbed by other processes' CPU is measured again. */
+  retries: number
+  /** Time re-measuring disturbed windows may take in the whole suite, ms (bounds its length). */
+  retryBudgetMs: number
+}
+
+export interface BenchConfig {
+  quick: boolean
+  suites: Suite[]
+  client: Timing
+  http: Timing & {
+    /** Concurrent HTTP connections of the load generator. */
+    connections: number
+    /** Existing sessions whose cookies rotate across requests. */
+    sessions: number
+  }
+  /** Where latest.{json,md,svg} go. */
+  outDir: string
+}
+
+const USAGE = `usage: npm run bench -- [--quick] [--only=client|http] [--rounds=N] [--out=DIR]
+  --quick      short windows (under 3 minutes in all)
+  --only=X     run only the client or only the http suite
+  --rounds=N   interleaved rounds (default 3 quick, 5 full)
+  --out=DIR    results directory (default bench/results)`
+
+/** Parses `process.argv.slice(2)`; throws with the usage on a bad argument. */
+export function parseArgs (argv: readonly string[]): BenchConfig {
+  let quick = false
+  let suites: Suite[] = ['client', 'http']
+  let rounds: number | undefined
+  // build/bench/lib -> the repository's bench/results
+  let outDir = path.resolve(__dirname, '../../../bench/results')
+  for (const arg of argv) {
+    const [name, value] = arg.split('=', 2) as [string, string | undefined]
+    if (name === '--quick') quick = true
+    else if (name === '--only' && (value === 'client' || value === 'http')) suites = [value]
+    else if (name === '--rounds' && value !== undefined && /^[1-9][0-9]?$/.test(value)) rounds = Number(value)
+    else if (name === '--out' && value !== undefined && value !== '') outDir = path.resolve(value)
+    else if (name === '--help' || name === '-h') throw new Error(USAGE)
+    else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`)
+  }
+  return {
+    quick,
+    suites,
+    client: quick
+      ? { rounds: rounds ?? 3, warmupMs: 100, windowMs: 400, retries: 1, retryBudgetMs: 25_000 }
+      : { rounds: rounds ?? 5, warmupMs: 300, windowMs: 1200, retries: 2, retryBudgetMs: 90_000 },
+    http: {
+      ...(quick
+        ? { rounds: rounds ?? 3, warmupMs: 500, windowMs: 1000, retries: 1, retryBudgetMs: 15_000 }
+        : { rounds: rounds ?? 5, warmupMs: 1000, windowMs: 3000, retries: 2, retryBudgetMs: 90_000 }),
+      connections: 32,
+      sessions: 100
+    },
+    outDir
+  }
+}

@@ -1,0 +1,106 @@
+/** The result file and its Markdown rendering. */
+import type { ClientSuiteResult } from '../client/suite.js'
+import type { HttpSuiteResult } from '../http/suite.js'
+import { machineLine, type Machine } from './machine.js'
+import { formatCount, formatMs, formatRatio } from './stats.js'
+import { targetLine, type TargetCheck } from './targets.js'
+
+export interface BenchResult {
+  schema: 1
+  /** ISO time the run started. */
+  date: string
+  mode: 'quick' | 'full'
+  command: string
+  /** Wall time of the whole run, s. */
+  durationSec: number
+  machine: Machine
+  client?: ClientSuiteResult
+  http?: HttpSuiteResult
+  targets: TargetCheck[]
+  notes: string[]
+}
+
+function table (header: string[], rows: string[][], align: Array<'l' | 'r'>): string {
+  const rule = align.map((a) => a === 'r' ? '---:' : ':---')
+  return [header, rule, ...rows].map((cells) => `| ${cells.join(' | ')} |`).join('\n')
+}
+
+/** How much other processes disturbed the windows. */
+function foreignLine (suite: { retried: number, medianForeignCores: number, timing: { retries: number } }): string {
+  const median = Number.isFinite(suite.medianForeignCores) ? `${suite.medianForeignCores.toFixed(2)} cores` : 'unknown (no /proc)'
+  return `CPU used by processes the bench did not start, during the kept windows: median ${median}; ${suite.retried} disturbed windows measured again (up to ${suite.timing.retries} times each).`
+}
+
+function clientSection (client: ClientSuiteResult): string {
+  const clients = client.clients
+  const header = ['scenario', ...clients.map((c) => c.label), 'ours / ceiling']
+  const rows = client.scenarios.map((scenario) => {
+    const cell = (id: string): string => {
+      const s = client.summary.find((x) => x.scenario === scenario.id && x.client === id)
+      if (s === undefined) return '–'
+      const errors = s.errors > 0 ? ` ⚠ ${s.errors} errors` : ''
+      return id === 'ours' ? `**${formatCount(s.opsPerSec)}**${errors}` : `${formatCount(s.opsPerSec)} (${formatRatio(s.vsOurs)})${errors}`
+    }
+    const ours = client.summary.find((x) => x.scenario === scenario.id && x.client === 'ours')
+    return [scenario.label, ...clients.map((c) => cell(c.id)), formatRatio(ours?.vsCeiling ?? NaN)]
+  })
+  const notes = clients.filter((c) => c.note !== undefined).map((c) => `- ${c.label}: ${c.note ?? ''}`)
+  return [
+    `## Client: commands per second (median of ${client.timing.rounds} rounds, ${client.timing.windowMs} ms windows)`,
+    '',
+    `${client.valueBytes}-byte values, one memcached. Each cell: median ops/s (ratio to ours). A 100-key get counts as one command.`,
+    foreignLine(client),
+    '',
+    table(header, rows, ['l', ...clients.map((): 'r' => 'r'), 'r']),
+    '',
+    ...notes
+  ].join('\n')
+}
+
+function httpSection (http: HttpSuiteResult): string {
+  const sections: string[] = [
+    `## HTTP: requests per second (median of ${http.timing.rounds} rounds, ${http.timing.windowMs} ms windows, ${http.timing.connections} connections, ${http.timing.sessions} rotating sessions)`,
+    '',
+    'autocannon in its own process; latency of 2xx responses in microsecond resolution.',
+    foreignLine(http),
+    ''
+  ]
+  for (const route of http.routes) {
+    const rows = http.variants.map((variant) => {
+      if (variant.skipped !== undefined) return [variant.label, variant.skipped, '', '', '', '']
+      const s = http.summary.find((x) => x.route === route.id && x.variant === variant.id)
+      if (s === undefined) return [variant.label, 'n/a', '', '', '', '']
+      const errors = s.errors > 0 ? ` ⚠ ${s.errors} errors` : ''
+      return [variant.label, `${formatCount(s.reqPerSec)}${errors}`, formatMs(s.p50), formatMs(s.p99), formatRatio(s.vsOursMemory), formatRatio(s.vsCeiling)]
+    })
+    sections.push(`### /${route.id}: ${route.label}`, '',
+      table(['variant', 'req/s', 'p50 ms', 'p99 ms', 'vs ours + MemoryStore', 'vs no session'], rows, ['l', 'r', 'r', 'r', 'r', 'r']), '')
+  }
+  const notes = http.variants.filter((v) => v.note !== undefined).map((v) => `- ${v.label}: ${v.note ?? ''}`)
+  return [...sections, ...notes].join('\n')
+}
+
+/** The whole result as Markdown: machine, targets, tables. */
+export function renderMarkdown (result: BenchResult): string {
+  const m = result.machine
+  const parts = [
+    `# Benchmark results (${result.mode})`,
+    '',
+    `- Date: ${result.date}, ${Math.round(result.durationSec)} s, \`${result.command}\``,
+    `- Machine: ${machineLine(m)}`,
+    `- Pinning: ${m.pinning.description}`,
+    `- redis: ${m.redis}`,
+    ...result.notes.map((note) => `- ${note}`),
+    '',
+    '## Targets',
+    '',
+    '```',
+    ...result.targets.map(targetLine),
+    '```',
+    ''
+  ]
+  if (result.client !== undefined) parts.push(clientSection(result.client), '')
+  if (result.http !== undefined) parts.push(httpSection(result.http), '')
+  parts.push('Chart: [latest.svg](latest.svg) (ratios to the ceiling).', '')
+  return parts.join('\n')
+}
