@@ -1,4 +1,4 @@
-import type { CasResult } from '../../protocol/client.js'
+import type { CasResult, ServerHealth } from '../../protocol/client.js'
 
 /**
  * One stored session record as a store returns it: the serialized session and
@@ -52,4 +52,10 @@ export interface SessionStore {
    * `onClose` only for a store it created itself.
    */
   close? (): Promise<void>
+  /**
+   * Readiness: one entry per backend (`'host:port'` for memcached) saying
+   * whether it answered and how long it took (`latencyMs`, milliseconds).
+   * Must resolve, never reject: a dead backend is `ok: false`.
+   */
+  ping? (): Promise<Record<string, ServerHealth>>
 }
