@@ -1,5 +1,5 @@
 import { MemcachedClient } from '../../protocol/client.js'
-import type { CasResult } from '../../protocol/client.js'
+import type { CasResult, ServerHealth } from '../../protocol/client.js'
 import type { SessionStore, StoredRecord } from './store.js'
 
 /** Options of {@link MemcachedStore}: a client to share, or servers to connect to. */
@@ -77,5 +77,10 @@ export class MemcachedStore implements SessionStore {
   /** Closes the client if this store created it; a client passed in stays open. */
   async close (): Promise<void> {
     if (this.ownsClient) await this.client.close()
+  }
+
+  /** Per-server health and round trip in ms, from {@link MemcachedClient.ping}; never rejects. */
+  async ping (): Promise<Record<string, ServerHealth>> {
+    return await this.client.ping()
   }
 }
