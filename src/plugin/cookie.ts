@@ -17,6 +17,13 @@ export interface CookieId {
 }
 
 /**
+ * Why a cookie was refused: `malformed` (not our format, perhaps another
+ * app's cookie of the same name) or `forged` (well formed, but no secret
+ * signed it: tampered with, or signed by a secret no longer configured).
+ */
+export type CookieRejection = 'malformed' | 'forged'
+
+/**
  * The raw value of cookie `name` in a `Cookie` header, without parsing the
  * other cookies; `undefined` when absent.
  */
@@ -65,15 +72,16 @@ export class SessionCookies {
   }
 
   /**
-   * Verifies a cookie value. `undefined` for a malformed value (no HMAC is
-   * computed) or a bad signature: the caller starts a fresh session.
+   * Verifies a cookie value. `'malformed'` when it is not `<id>.<signature>`
+   * (no HMAC is computed), `'forged'` when the signature does not match any
+   * secret: either way the caller starts a fresh session.
    */
-  verify (value: string): CookieId | undefined {
-    if (value.length !== SIGNED_LENGTH || value[ID_LENGTH] !== '.') return undefined
+  verify (value: string): CookieId | CookieRejection {
+    if (value.length !== SIGNED_LENGTH || value[ID_LENGTH] !== '.') return 'malformed'
     const id = value.slice(0, ID_LENGTH)
-    if (!ID.test(id)) return undefined
+    if (!ID.test(id)) return 'malformed'
     const result = this.signer.unsign(value)
-    if (!result.valid) return undefined
+    if (!result.valid) return 'forged'
     return { id, renew: result.renew }
   }
 

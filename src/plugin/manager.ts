@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
-import { SessionCookies, type CookieId } from './cookie.js'
+import { SessionCookies, type CookieId, type CookieRejection } from './cookie.js'
+import { loadChannel, saveChannel, traceInstant, traceSettle, traceStart, type SessionLoadTrace, type SessionSaveTrace } from './diagnostics.js'
 import { SessionError, storeError } from './errors.js'
 import type { SessionConfig } from './options.js'
-import { decodeRecord, encodeRecord, parseData, type DecodedRecord } from './record.js'
+import { decodeRecord, encodeRecord, parseData } from './record.js'
 import { DELETED, Session, data, type SessionState } from './session.js'
 import type { SessionStore } from './stores/store.js'
 
@@ -14,10 +15,18 @@ const MAX_CAS_ATTEMPTS = 64
 // An `add` that finds the key taken means a 256-bit id collided: retrying
 // with new ids is for correctness, never expected to loop.
 const MAX_ADD_ATTEMPTS = 3
+const LOG = 'fastify-memcached-session: '
 
 function nowSeconds (): number {
   return Math.floor(Date.now() / 1000)
 }
+
+function sha256 (text: string): string {
+  return createHash('sha256').update(text).digest('hex')
+}
+
+/** What a write does with its trace: fill in the outcome, bytes and attempts when there is one. */
+type Write = (trace: SessionSaveTrace | undefined) => Promise<void>
 
 /**
  * Loads and saves sessions for one plugin registration: the only place that
@@ -46,25 +55,52 @@ export class SessionManager {
    */
   open (request: FastifyRequest, value: string): Promise<void> | undefined {
     const verified = this.cookies.verify(value)
-    if (verified === undefined) {
+    if (typeof verified === 'string') {
+      this.rejected(request.log, verified, value)
       request.session = this.fresh(request.log)
       return undefined
     }
     return this.load(request, verified)
   }
 
-  private async load (request: FastifyRequest, cookie: CookieId): Promise<void> {
+  /** Logs and traces a refused cookie; the id it claims is hashed, never logged. */
+  private rejected (log: FastifyBaseLogger, reason: CookieRejection, value: string): void {
+    // A malformed value is most often another app's cookie of the same name:
+    // routine. A well-formed one that no secret signed was tampered with, or
+    // signed by a secret since retired: worth a warning.
+    const sessionHash = reason === 'forged' ? sha256(value.slice(0, value.lastIndexOf('.'))) : undefined
+    if (sessionHash === undefined) log.debug(`${LOG}malformed session cookie ignored; starting a new session`)
+    else log.warn({ session: sessionHash }, `${LOG}session cookie with an invalid signature (tampered with, or signed by a secret no longer configured); starting a new session`)
+    if (loadChannel.hasSubscribers) traceInstant({ sessionHash, reload: false, outcome: 'rejected', bytes: 0 })
+  }
+
+  private load (request: FastifyRequest, cookie: CookieId): Promise<void> {
     const state = newState(this, request.log)
     state.id = cookie.id
-    const key = this.keyOf(state)
-    const found = await this.call(state, 'load', this.store.get(key))
-    const record = found === undefined ? undefined : this.adopt(state, found.value)
-    if (found !== undefined && record !== undefined) {
+    if (!loadChannel.hasSubscribers) return this.loadInto(request, state, cookie, undefined)
+    const trace: SessionLoadTrace = { sessionHash: this.hashOf(state), reload: false, outcome: undefined, bytes: 0 }
+    traceStart(loadChannel, trace)
+    return traceSettle(loadChannel, trace, this.loadInto(request, state, cookie, trace))
+  }
+
+  private async loadInto (request: FastifyRequest, state: SessionState, cookie: CookieId, trace: SessionLoadTrace | undefined): Promise<void> {
+    const found = await this.call(state, 'load', this.store.get(this.keyOf(state)))
+    const outcome = found === undefined ? 'miss' : this.adopt(state, found.value)
+    if (trace !== undefined) {
+      trace.outcome = outcome
+      trace.bytes = found === undefined ? 0 : Buffer.byteLength(found.value)
+    }
+    if (found !== undefined && outcome === 'hit') {
       state.stored = true
       state.isNew = false
       state.version = found.version
       state.renew = cookie.renew
+      state.record = found.value
     } else {
+      if (outcome !== 'invalid') {
+        const why = outcome === 'miss' ? 'not in the store (idle-expired or destroyed)' : 'older than absoluteTtl'
+        state.log.debug({ session: this.hashOf(state) }, `${LOG}session ${why}; starting a new session`)
+      }
       // Unknown, expired or foreign: never adopt an id the store lacks. The
       // cookie is left alone rather than cleared: clearing it could race with
       // a concurrent login's response and wipe the new cookie.
@@ -85,7 +121,10 @@ export class SessionManager {
   async regenerate (state: SessionState): Promise<void> {
     const old = state.stored ? this.keyOf(state) : undefined
     data(state)
-    if (old !== undefined) await this.call(state, 'regenerate', this.store.delete(old))
+    if (old !== undefined) {
+      await this.remove(state, 'regenerate')
+      state.log.debug({ session: this.hashOf(state) }, `${LOG}session regenerated; the old id is deleted`)
+    }
     state.id = undefined
     state.key = undefined
     state.stored = false
@@ -93,6 +132,7 @@ export class SessionManager {
     state.isNew = true
     state.createdAt = nowSeconds()
     state.changes = undefined
+    state.record = undefined
     state.dirty ||= Object.keys(data(state)).length > 0 || state.maxAge !== undefined
     // With nothing left to store, the response clears the old cookie.
     state.stale ||= old !== undefined
@@ -100,9 +140,22 @@ export class SessionManager {
 
   /** `request.session.destroy()`. */
   async destroy (state: SessionState): Promise<void> {
-    if (state.stored) await this.call(state, 'destroy', this.store.delete(this.keyOf(state)))
+    if (state.stored) {
+      await this.remove(state, 'destroy')
+      state.log.debug({ session: this.hashOf(state) }, `${LOG}session destroyed`)
+    }
     reset(state)
     state.stale = true
+  }
+
+  /** The delete of `destroy()` or `regenerate()`. */
+  private async remove (state: SessionState, action: 'destroy' | 'regenerate'): Promise<void> {
+    await this.traceWrite(state, async (trace) => {
+      const deleted = await this.call(state, action, this.store.delete(this.keyOf(state)))
+      if (trace === undefined) return
+      trace.attempts = 1
+      trace.outcome = !deleted ? 'gone' : action === 'destroy' ? 'destroyed' : 'regenerated'
+    })
   }
 
   /** `request.session.reload()`. */
@@ -113,22 +166,42 @@ export class SessionManager {
       state.dirty = false
       return
     }
+    if (!loadChannel.hasSubscribers) return await this.reloadInto(state, undefined)
+    const trace: SessionLoadTrace = { sessionHash: this.hashOf(state), reload: true, outcome: undefined, bytes: 0 }
+    traceStart(loadChannel, trace)
+    await traceSettle(loadChannel, trace, this.reloadInto(state, trace))
+  }
+
+  private async reloadInto (state: SessionState, trace: SessionLoadTrace | undefined): Promise<void> {
     const found = await this.call(state, 'reload', this.store.get(this.keyOf(state)))
     state.changes = undefined
     state.dirty = false
     state.maxAgeChanged = false
-    if (found === undefined || this.adopt(state, found.value) === undefined) {
+    const outcome = found === undefined ? 'miss' : this.adopt(state, found.value)
+    if (trace !== undefined) {
+      trace.outcome = outcome
+      trace.bytes = found === undefined ? 0 : Buffer.byteLength(found.value)
+    }
+    if (found === undefined || outcome !== 'hit') {
       reset(state)
       return
     }
-    state.data = undefined
     state.version = found.version
+    state.record = found.value
   }
 
   /** `request.session.save()`: writes now, changed or not. */
   async save (state: SessionState): Promise<void> {
-    if (state.stored) await this.writeExisting(state)
-    else await this.writeNew(state)
+    if (state.stored) await this.traceWrite(state, (trace) => this.writeExisting(state, trace, undefined))
+    else await this.traceWrite(state, (trace) => this.writeNew(state, trace))
+  }
+
+  /** Runs a write, traced on {@link saveChannel} when anyone subscribes. */
+  private traceWrite (state: SessionState, write: Write): Promise<void> {
+    if (!saveChannel.hasSubscribers) return write(undefined)
+    const trace: SessionSaveTrace = { sessionHash: this.hashOf(state), outcome: undefined, bytes: 0, attempts: 0 }
+    traceStart(saveChannel, trace)
+    return traceSettle(saveChannel, trace, write(trace))
   }
 
   /**
@@ -154,27 +227,45 @@ export class SessionManager {
   private pendingWrite (state: SessionState): Promise<void> | undefined {
     if (!state.stored) {
       const wanted = state.dirty || (this.config.saveUninitialized && !state.stale)
-      return wanted ? this.writeNew(state) : undefined
+      return wanted ? this.traceWrite(state, (trace) => this.writeNew(state, trace)) : undefined
     }
-    if (state.dirty) return this.writeExisting(state)
-    if ((this.config.rolling || state.touch) && !state.wrote) return this.renew(state)
+    if (state.dirty) {
+      const value = encodeSafely(state)
+      if (value === undefined || value !== state.record) return this.traceWrite(state, (trace) => this.writeExisting(state, trace, value))
+      // Every change set a key back to what it was: like an untouched session.
+      state.dirty = false
+    }
+    if ((this.config.rolling || state.touch) && !state.wrote) return this.traceWrite(state, (trace) => this.renew(state, trace))
     return undefined
   }
 
-  private async renew (state: SessionState): Promise<void> {
+  private async renew (state: SessionState, trace: SessionSaveTrace | undefined): Promise<void> {
     const ttl = this.ttlFor(state.createdAt)
     const touched = await this.call(state, 'touch', this.store.touch(this.keyOf(state), ttl))
+    if (trace !== undefined) {
+      trace.attempts = 1
+      trace.outcome = touched ? 'touched' : 'gone'
+    }
     if (!touched) reset(state)
   }
 
-  private async writeNew (state: SessionState): Promise<void> {
+  private async writeNew (state: SessionState, trace: SessionSaveTrace | undefined): Promise<void> {
     const value = encodeRecord(state.createdAt, state.maxAge, data(state))
     const ttl = this.ttlFor(state.createdAt)
     for (let attempt = 0; attempt < MAX_ADD_ATTEMPTS; attempt++) {
       if (state.id === undefined || attempt > 0) this.assignId(state)
+      if (trace !== undefined) {
+        trace.attempts = attempt + 1
+        trace.sessionHash = this.hashOf(state)
+      }
       if (await this.call(state, 'save', this.store.add(this.keyOf(state), value, ttl))) {
         written(state)
         state.issue = true
+        if (trace !== undefined) {
+          trace.outcome = 'added'
+          trace.bytes = Buffer.byteLength(value)
+        }
+        state.log.debug({ session: this.hashOf(state) }, `${LOG}session created`)
         return
       }
     }
@@ -184,20 +275,36 @@ export class SessionManager {
   // The first attempt writes the data as this request sees it, against the
   // version it loaded. On `exists` another request wrote in between: re-read,
   // re-apply only this request's changes key by key, and try again. On a miss
-  // another request destroyed it: it stays destroyed.
-  private async writeExisting (state: SessionState): Promise<void> {
+  // another request destroyed it: it stays destroyed. `first` is the record
+  // already encoded for the first attempt, if the caller has it.
+  private async writeExisting (state: SessionState, trace: SessionSaveTrace | undefined, first: string | undefined): Promise<void> {
     const key = this.keyOf(state)
+    let value = first
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      if (state.version === undefined && !await this.refresh(state, key)) return
+      if (state.version === undefined) {
+        value = undefined
+        if (trace !== undefined) trace.attempts++
+        if (!await this.refresh(state, key)) {
+          if (trace !== undefined) trace.outcome = 'gone'
+          return
+        }
+      }
       const version = state.version ?? 0n
-      const value = encodeRecord(state.createdAt, state.maxAge, data(state))
+      value ??= encodeRecord(state.createdAt, state.maxAge, data(state))
+      if (trace !== undefined) trace.attempts++
       const result = await this.call(state, 'save', this.store.cas(key, value, version, this.ttlFor(state.createdAt)))
       state.version = undefined
       if (result === 'stored') {
         written(state)
+        if (trace !== undefined) {
+          trace.outcome = attempt === 0 ? 'cas' : 'merged'
+          trace.bytes = Buffer.byteLength(value)
+        }
         return
       }
+      value = undefined
       if (result === 'not_found') {
+        if (trace !== undefined) trace.outcome = 'gone'
         this.gone(state)
         return
       }
@@ -260,30 +367,30 @@ export class SessionManager {
     return Math.max(1, Math.min(this.config.ttl, left))
   }
 
-  /** Takes a loaded record's header; `undefined` when foreign or past `absoluteTtl`. */
-  private adopt (state: SessionState, value: string): DecodedRecord | undefined {
+  /** Takes a loaded record's header when it is a live session record of ours. */
+  private adopt (state: SessionState, value: string): 'hit' | 'expired' | 'invalid' {
     const record = decodeRecord(value)
     if (record === undefined) {
-      state.log.warn({ session: this.hashOf(state) }, 'fastify-memcached-session: ignoring a stored value that is not a session record')
-      return undefined
+      state.log.warn({ session: this.hashOf(state) }, `${LOG}ignoring a stored value that is not a session record`)
+      return 'invalid'
     }
-    if (nowSeconds() - record.createdAt >= this.config.absoluteTtl) return undefined
+    if (nowSeconds() - record.createdAt >= this.config.absoluteTtl) return 'expired'
     state.json = record.json
     state.data = undefined
     state.createdAt = record.createdAt
     state.maxAge = record.maxAge
-    return record
+    return 'hit'
   }
 
+  /** `prefix + sha256(id)`, computed once per id (drawing the id of a new session). */
   private keyOf (state: SessionState): string {
-    state.key ??= this.config.prefix + this.hashOf(state)
+    state.key ??= this.config.prefix + sha256(state.id ?? this.assignId(state))
     return state.key
   }
 
-  /** sha256 of the id, hex: the store key's tail and what logs show instead of the id. */
+  /** sha256 of the id, hex: the store key's tail and what logs and traces show instead of the id. */
   private hashOf (state: SessionState): string {
-    if (state.key !== undefined) return state.key.slice(this.config.prefix.length)
-    return createHash('sha256').update(state.id ?? this.assignId(state)).digest('hex')
+    return this.keyOf(state).slice(this.config.prefix.length)
   }
 
   /** Awaits a store call, logging and mapping its failure. */
@@ -301,12 +408,22 @@ export class SessionManager {
   }
 }
 
+/** The record as it would be written now; `undefined` when the data cannot be encoded (the write reports why). */
+function encodeSafely (state: SessionState): string | undefined {
+  try {
+    return encodeRecord(state.createdAt, state.maxAge, data(state))
+  } catch {
+    return undefined
+  }
+}
+
 function newState (manager: SessionManager, log: FastifyBaseLogger): SessionState {
   return {
     manager,
     log,
     id: undefined,
     key: undefined,
+    record: undefined,
     json: undefined,
     data: undefined,
     changes: undefined,
@@ -334,12 +451,14 @@ function written (state: SessionState): void {
   state.dirty = false
   state.maxAgeChanged = false
   state.version = undefined
+  state.record = undefined
 }
 
 /** Back to an empty new session (the store no longer holds this one). */
 function reset (state: SessionState): void {
   state.id = undefined
   state.key = undefined
+  state.record = undefined
   state.json = undefined
   state.data = {}
   state.changes = undefined

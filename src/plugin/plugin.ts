@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
+import type { MemcachedClient } from '../protocol/client.js'
 import { readCookie } from './cookie.js'
 import { SessionManager } from './manager.js'
 import { resolveOptions, type MemcachedSessionOptions } from './options.js'
@@ -8,6 +9,23 @@ import { MemcachedStore } from './stores/memcached.js'
 import type { SessionStore } from './stores/store.js'
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * The plugin's {@link MemcachedClient}, to cache with the same pipelined
+     * connections as the sessions. Present when sessions live in memcached
+     * (the `servers` or `client` option, or a `MemcachedStore` as `store`);
+     * not decorated with any other store (`fastify.hasDecorator('memcached')`
+     * tells). A client the plugin created is closed by the plugin on close:
+     * do not close it yourself.
+     */
+    memcached: MemcachedClient
+    /**
+     * The store sessions live in. For readiness checks,
+     * `await fastify.sessionStore.ping?.()` gives each backend's health and
+     * round trip in ms.
+     */
+    sessionStore: SessionStore
+  }
   interface FastifyRequest {
     /**
      * The request's session. `null` on routes registered with
@@ -50,6 +68,9 @@ async function memcachedSessionPlugin (fastify: FastifyInstance, options: Memcac
   const cookieName = config.cookieName
 
   fastify.decorateRequest<Session | null>('session', null)
+  // An app that already has either decorator keeps its own.
+  if (!fastify.hasDecorator('sessionStore')) fastify.decorate('sessionStore', store)
+  if (store instanceof MemcachedStore && !fastify.hasDecorator('memcached')) fastify.decorate('memcached', store.client)
   fastify.addHook('onRequest', onRequestSession)
   fastify.addHook('onSend', onSendSession)
   // A client or store the app passed in is the app's to close.

@@ -32,6 +32,12 @@ export interface SessionState {
   id: string | undefined
   /** `prefix + sha256(id)`, cached once computed. */
   key: string | undefined
+  /**
+   * The stored record exactly as loaded, while nothing has been written
+   * since: a "change" that encodes to the same bytes is not written again
+   * (setting a key to the value it had, as @fastify/flash does on every read).
+   */
+  record: string | undefined
   /** Stored data not parsed yet (parsed on first access). */
   json: string | undefined
   data: RecordData | undefined
