@@ -57,7 +57,11 @@ export interface MemcachedSessionOptions {
   saveUninitialized?: boolean
   /** Prepended to `sha256(id)` to form the store key. Default `'sess:'`. */
   prefix?: string
-  /** Copies of each session on distinct servers. Only `1` for now. */
+  /**
+   * Copies of each session on distinct servers (the key's own and the next
+   * ones along the ketama ring), so a session survives a server's death.
+   * Default 1; at most the number of servers. Not with `store`.
+   */
   replicas?: number
 }
 
@@ -161,7 +165,9 @@ function backend (options: MemcachedSessionOptions): void {
   }
   if (options.replicas !== undefined) {
     if (options.store !== undefined) fail('replicas applies to servers or client, not to a custom store')
-    if (options.replicas !== 1) fail(`replicas must be 1 for now (got ${String(options.replicas)}); replication is coming in a later release`)
+    if (typeof options.replicas !== 'number' || !Number.isSafeInteger(options.replicas) || options.replicas < 1) {
+      fail(`replicas must be a positive integer (copies of each session on distinct servers), got ${String(options.replicas)}`)
+    }
   }
 }
 

@@ -42,9 +42,9 @@ declare module 'fastify' {
 function createStore (options: MemcachedSessionOptions): { store: SessionStore, owned: boolean } {
   if (options.store !== undefined) return { store: options.store, owned: false }
   if (options.client !== undefined) {
-    return { store: new MemcachedStore({ client: options.client, replicas: options.replicas }), owned: false }
+    return { store: new MemcachedStore({ client: options.client, replicas: options.replicas, tombstoneTtl: options.ttl }), owned: false }
   }
-  return { store: new MemcachedStore({ servers: options.servers, replicas: options.replicas }), owned: true }
+  return { store: new MemcachedStore({ servers: options.servers, replicas: options.replicas, tombstoneTtl: options.ttl }), owned: true }
 }
 
 function checkStore (store: SessionStore): void {
