@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
   SingleRequest, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine, storageLine,
-  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item, type ItemResult
+  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item, type ItemResult, type WantedKeys
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
 import { commandChannel, traceCommand, verbOf, type CommandTrace } from './diagnostics.js'
@@ -240,7 +240,7 @@ export class MemcachedClient {
     const results = await Promise.all(this.entries.map(async (entry): Promise<ServerHealth> => {
       const started = performance.now()
       try {
-        await this.request(entry.connection, 'version', 'version\r\n', undefined, 0, asVersion, 0)
+        await this.request(entry.connection, 'version', 'version\r\n', undefined, 0, asVersion, null)
         return { ok: true, ejected: entry.ejected, latencyMs: performance.now() - started }
       } catch (error) {
         return { ok: false, ejected: entry.ejected, latencyMs: performance.now() - started, error: (error as Error).message }
@@ -255,7 +255,7 @@ export class MemcachedClient {
   get (key: string): Promise<Buffer | undefined> {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
-    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('get', [key]), undefined, 0, asValue)
+    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('get', [key]), undefined, 0, asValue, key)
     const promise = new Promise<Buffer | undefined>((resolve, reject) => connection.sendRetrieval('get', key, itemValue, resolve, reject))
     return commandChannel.hasSubscribers ? traceCommand(trace('get', connection, 1, 0), promise) : promise
   }
@@ -264,7 +264,7 @@ export class MemcachedClient {
   gets (key: string): Promise<CasItem | undefined> {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
-    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('gets', [key]), undefined, 0, asCasItem)
+    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('gets', [key]), undefined, 0, asCasItem, key)
     const promise = new Promise<CasItem | undefined>((resolve, reject) => connection.sendRetrieval('gets', key, casItem, resolve, reject))
     return commandChannel.hasSubscribers ? traceCommand(trace('gets', connection, 1, 0), promise) : promise
   }
@@ -283,7 +283,7 @@ export class MemcachedClient {
       else group.push(key)
     }
     const replies = await Promise.all([...byServer].map(async ([connection, group]) =>
-      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems, group.length)))
+      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems, new Set(group))))
     const found = new Map<string, Buffer>()
     for (const items of replies) for (const item of items) found.set(item.key, item.value)
     return found
@@ -294,7 +294,7 @@ export class MemcachedClient {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) throw connection
     checkTtl(ttl)
-    return await this.request(connection, 'values', touchRetrievalLine('gat', exptime(ttl), [key]), undefined, 0, asValue)
+    return await this.request(connection, 'values', touchRetrievalLine('gat', exptime(ttl), [key]), undefined, 0, asValue, key)
   }
 
   // ---- storage ----
@@ -404,7 +404,7 @@ export class MemcachedClient {
   private async everyServer<T> (kind: ReplyKind, line: string, interpret: Interpret<T>): Promise<Record<string, T>> {
     if (this.closed) throw new MemcachedError('MC_CLOSED', 'the client is closed')
     const results = await Promise.all(this.entries.map(async (entry) =>
-      await this.request(entry.connection, kind, line, undefined, 0, interpret, 0)))
+      await this.request(entry.connection, kind, line, undefined, 0, interpret, null)))
     return Object.fromEntries(this.entries.map((entry, i) => [entry.id, results[i] as T]))
   }
 
@@ -438,11 +438,17 @@ export class MemcachedClient {
     })
   }
 
-  private request<T> (connection: Connection, kind: ReplyKind, head: string, body: Value | undefined, bodySize: number, interpret: Interpret<T>, keys = 1): Promise<T> {
+  /**
+   * Queues one request. `wanted` names the keys of a retrieval; a server
+   * command (no key) passes undefined and counts 0 keys in traces.
+   */
+  private request<T> (connection: Connection, kind: ReplyKind, head: string, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: WantedKeys | null): Promise<T> {
     const promise = new Promise<T>((resolve, reject) => {
-      connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject))
+      connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject, wanted ?? undefined))
     })
-    return commandChannel.hasSubscribers ? traceCommand(trace(verbOf(head), connection, keys, bodySize), promise) : promise
+    if (!commandChannel.hasSubscribers) return promise
+    const keys = wanted === null ? 0 : typeof wanted === 'object' ? wanted.size : 1
+    return traceCommand(trace(verbOf(head), connection, keys, bodySize), promise)
   }
 
   private onFailure (connection: Connection, error: MemcachedError, consecutive: number): void {
@@ -456,6 +462,7 @@ export class MemcachedClient {
   }
 
   private scheduleProbe (entry: ServerEntry): void {
+    if (this.closed) return
     entry.probeTimer = setTimeout(() => { void this.probe(entry) }, this.retryDelay)
     // An ejected server must not keep the process alive on its own.
     entry.probeTimer.unref()

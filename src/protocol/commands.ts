@@ -194,6 +194,14 @@ export interface Request {
   fail (error: MemcachedError): void
 }
 
+/** One key, or a set of them for a multi-key retrieval. */
+export type WantedKeys = string | ReadonlySet<string>
+
+function isWanted (wanted: WantedKeys | undefined, key: string): boolean {
+  if (wanted === undefined) return true
+  return typeof wanted === 'string' ? wanted === key : wanted.has(key)
+}
+
 /** Turns the completing reply into a result, or into the error to reject with. */
 export type Interpret<T> = (reply: Reply, request: SingleRequest<T>, server: string) => T | MemcachedError
 
@@ -213,7 +221,9 @@ export class SingleRequest<T> implements Request {
     private readonly bodySize: number,
     private readonly interpret: Interpret<T>,
     private readonly resolve: (result: T) => void,
-    private readonly reject: (error: MemcachedError) => void
+    private readonly reject: (error: MemcachedError) => void,
+    /** The keys a retrieval asked for: a VALUE for any other key is a protocol error. */
+    private readonly wanted?: WantedKeys
   ) {}
 
   encode (batch: RequestBatch): void {
@@ -222,6 +232,7 @@ export class SingleRequest<T> implements Request {
   }
 
   onValue (item: Item): boolean {
+    if (!isWanted(this.wanted, item.key)) return false
     if (this.items === undefined) this.items = [item]
     else this.items.push(item)
     return true

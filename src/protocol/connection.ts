@@ -38,6 +38,24 @@ const BASE_BACKOFF = 50
 /** Longest reply line: a VALUE line with a 250-byte key is about 300 bytes. */
 const MAX_LINE = 8192
 
+let tickNow: number | undefined
+
+/**
+ * `performance.now()`, read once per tick: requests queued together get the
+ * same deadline, so a timeout fails them together (and it saves clock reads).
+ */
+function now (): number {
+  if (tickNow === undefined) {
+    tickNow = performance.now()
+    queueMicrotask(forgetTickNow)
+  }
+  return tickNow
+}
+
+function forgetTickNow (): void {
+  tickNow = undefined
+}
+
 /** A FIFO that shifts in O(1) and compacts itself now and then. */
 class Fifo<T> {
   private items: T[] = []
@@ -90,6 +108,8 @@ export class Connection implements ParserSink {
   private downUntil = 0
   private lastError: MemcachedError | undefined
   private closing = false
+  /** Sockets not yet closed by the OS (a destroyed one closes a tick later). */
+  private openSockets = 0
   private closed: Promise<void> | undefined
   private resolveClosed: (() => void) | undefined
 
@@ -140,7 +160,7 @@ export class Connection implements ParserSink {
   }
 
   private enqueue (request: Request): void {
-    request.deadline = performance.now() + this.options.timeout
+    request.deadline = now() + this.options.timeout
     this.pending.push(request)
     this.outstanding += request.callers
     if (this.timer === undefined) this.armTimer(this.options.timeout)
@@ -157,6 +177,11 @@ export class Connection implements ParserSink {
       ? net.connect({ host, port, noDelay: true })
       : tls.connect({ ...this.options.tls, host, port })
     this.socket = socket
+    this.openSockets++
+    socket.once('close', () => {
+      this.openSockets--
+      this.finishClose()
+    })
     socket.setNoDelay(true)
     this.connectTimer = setTimeout(() => {
       this.lose(socket, new MemcachedError('MC_TIMEOUT', `no connection to ${this.server} within ${this.options.connectTimeout} ms`, { server: this.server }))
@@ -354,7 +379,7 @@ export class Connection implements ParserSink {
   }
 
   private finishClose (): void {
-    if (!this.closing || this.socket !== undefined || this.outstanding > 0) return
+    if (!this.closing || this.socket !== undefined || this.outstanding > 0 || this.openSockets > 0) return
     clearTimeout(this.timer)
     this.timer = undefined
     this.state = 'closed'
