@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { after, describe, test } from 'node:test'
@@ -116,10 +117,25 @@ async function bounded<T> (what: string, ms: number, promise: Promise<T>): Promi
   }
 }
 
-function stopProcess (server: MemcachedServer): void {
-  assert.ok(server.pid !== undefined, 'memcached is running')
+async function stopProcess (server: MemcachedServer): Promise<void> {
+  const pid = server.pid
+  assert.ok(pid !== undefined, 'memcached is running')
   // Frozen, memcached reads nothing: what the client writes now is never answered.
-  process.kill(server.pid, 'SIGSTOP')
+  process.kill(pid, 'SIGSTOP')
+  // The signal lands asynchronously; wait until every thread is stopped, or a
+  // command sent right after could still be answered (seen under CI load).
+  for (let attempt = 0; attempt < 400; attempt++) {
+    if (allThreadsStopped(pid)) return
+    await sleep(5)
+  }
+  assert.fail(`memcached ${pid} did not stop`)
+}
+
+function allThreadsStopped (pid: number): boolean {
+  // Without /proc (macOS), trust a short pause instead.
+  if (!existsSync('/proc/self/task')) return Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100) === 'timed-out'
+  const tasks = readdirSync(`/proc/${pid}/task`)
+  return tasks.every((task) => /^\d+ \(.*\) T /.test(readFileSync(`/proc/${pid}/task/${task}/stat`, 'utf8')))
 }
 
 /** What a describe block started; its after hook closes clients, then proxies, then servers. */
@@ -168,7 +184,7 @@ describe('server killed mid-flight', () => {
     const client = scope.client([proxy.address])
     await client.set('killed:warm', 'x')
 
-    stopProcess(server)
+    await stopProcess(server)
     const sent = proxy.bytesFromClient
     const inFlight = Array.from({ length: 150 }, async (_, i) => await settle(async (): Promise<unknown> => {
       if (i % 3 === 0) return await client.get(`killed:${i}`)
@@ -640,7 +656,7 @@ describe('close()', () => {
     const busy = scope.client([server.address])
     const idle = scope.client([server.address])
     await Promise.all([busy.set('stopped:k', 'v'), idle.set('stopped:k', 'v')])
-    stopProcess(server)
+    await stopProcess(server)
 
     const inFlight = settle(async () => await busy.get('stopped:k'))
     const closingBusy = settle(async () => { await busy.close() })
