@@ -51,7 +51,7 @@ export class RawPipeline {
    * Keeps `inFlight` requests outstanding for warmup + window ms, counts the
    * replies of the window, then lets the outstanding ones drain.
    */
-  async measure (request: RawRequest, inFlight: number, warmupMs: number, windowMs: number): Promise<number> {
+  async measure (request: RawRequest, inFlight: number, warmupMs: number, windowMs: number): Promise<{ opsPerSec: number, cpuUs: number }> {
     const socket = this.socket
     const size = (request.each[0] as Buffer).length
     const batch = Buffer.concat(Array.from({ length: inFlight }, (_, i) => request.each[i % request.each.length] as Buffer))
@@ -77,9 +77,11 @@ export class RawPipeline {
     await sleep(warmupMs)
     const startReplies = replies
     const start = performance.now()
+    const cpu = process.cpuUsage()
     await sleep(windowMs)
     const counted = replies - startReplies
     const elapsed = performance.now() - start
+    const used = process.cpuUsage(cpu)
     stopping = true
     if (replies < written) {
       await new Promise<void>((resolve, reject) => {
@@ -88,7 +90,7 @@ export class RawPipeline {
       })
     }
     socket.off('data', onData)
-    return counted * 1000 / elapsed
+    return { opsPerSec: counted * 1000 / elapsed, cpuUs: (used.user + used.system) / Math.max(1, counted) }
   }
 
   close (): void {

@@ -49,6 +49,8 @@ export interface ClientSample {
   round: number
   opsPerSec: number
   errors: number
+  /** CPU time of the measured (client) process per command in the window, microseconds. */
+  cpuUs: number
   /** CPU used by processes the bench did not start during the window, cores. */
   foreignCores: number
   attempts: number
@@ -61,6 +63,8 @@ export interface ClientSummary {
   opsPerSec: number
   samples: number[]
   errors: number
+  /** Median CPU of the client process per command, microseconds. */
+  cpuUs: number
   /** Median over ours (coalescing). */
   vsOurs: number
   /** Median over the raw-socket ceiling. */
@@ -97,7 +101,9 @@ async function sleep (ms: number): Promise<void> {
 }
 
 /** `inFlight` concurrent loops, each awaiting one command and issuing the next. */
-async function measureDriver (run: (loop: number, n: number) => Promise<unknown>, inFlight: number, timing: Timing): Promise<{ opsPerSec: number, errors: number }> {
+interface Measured { opsPerSec: number, errors: number, cpuUs: number }
+
+async function measureDriver (run: (loop: number, n: number) => Promise<unknown>, inFlight: number, timing: Timing): Promise<Measured> {
   let stop = false
   let done = 0
   let errors = 0
@@ -116,19 +122,21 @@ async function measureDriver (run: (loop: number, n: number) => Promise<unknown>
   const startDone = done
   const startErrors = errors
   const start = performance.now()
+  const cpu = process.cpuUsage()
   await sleep(timing.windowMs)
   const counted = done - startDone
   const elapsed = performance.now() - start
+  const used = process.cpuUsage(cpu)
   const failed = errors - startErrors
   stop = true
   await Promise.all(loops)
-  return { opsPerSec: counted * 1000 / elapsed, errors: failed }
+  return { opsPerSec: counted * 1000 / elapsed, errors: failed, cpuUs: (used.user + used.system) / Math.max(1, counted) }
 }
 
 function operation (driver: Driver, scenario: ClientScenario, value: Buffer): (loop: number, n: number) => Promise<unknown> {
-  if (scenario.op === 'get') return async (loop, n) => await driver.get(GET_KEYS[(loop + n) % KEY_COUNT] as string)
-  if (scenario.op === 'set') return async (loop, n) => await driver.set(SET_KEYS[(loop + n) % KEY_COUNT] as string, value)
-  return async () => await driver.getMulti(MULTI_KEY_LIST)
+  if (scenario.op === 'get') return (loop, n) => driver.get(GET_KEYS[(loop + n) % KEY_COUNT] as string)
+  if (scenario.op === 'set') return (loop, n) => driver.set(SET_KEYS[(loop + n) % KEY_COUNT] as string, value)
+  return () => driver.getMulti(MULTI_KEY_LIST)
 }
 
 function rawRequest (scenario: ClientScenario, value: Buffer): RawRequest {
@@ -186,7 +194,7 @@ export async function runClientSuite (server: { host: string, port: number, addr
           const driver = contenders[(i + round - 1) % contenders.length]
           const client = driver?.id ?? CEILING_ID
           const { result, foreignCores, attempts } = await guarded(async () => driver === undefined
-            ? { opsPerSec: await raw.measure(rawRequest(scenario, value), scenario.inFlight, timing.warmupMs, timing.windowMs), errors: 0 }
+            ? { ...await raw.measure(rawRequest(scenario, value), scenario.inFlight, timing.warmupMs, timing.windowMs), errors: 0 }
             : await measureDriver(operation(driver, scenario, value), scenario.inFlight, timing),
           budget, (cores) => progress(`client ${scenario.label} ${client}: other processes used ${cores.toFixed(2)} cores; measuring again`))
           samples.push({ scenario: scenario.id, client, round, ...result, foreignCores, attempts })
@@ -235,6 +243,7 @@ function summarize (samples: readonly ClientSample[], clients: readonly ClientIn
         opsPerSec,
         samples: mine.map((s) => Math.round(s.opsPerSec)),
         errors: mine.reduce((sum, s) => sum + s.errors, 0),
+        cpuUs: median(mine.map((s) => s.cpuUs)),
         vsOurs: ratio(opsPerSec, ours),
         vsCeiling: ratio(opsPerSec, ceiling)
       })

@@ -27,6 +27,8 @@ export interface LoadResult {
   p50: number
   p99: number
   requests: number
+  /** 2xx responses of the warmup (for CPU per request over the whole job). */
+  warmupRequests: number
   non2xx: number
   errors: number
   timeouts: number
@@ -59,7 +61,7 @@ async function cannon (job: LoadJob, durationMs: number, onResponse?: (statusCod
 }
 
 async function run (job: LoadJob): Promise<LoadResult> {
-  await cannon(job, job.warmupMs)
+  const warmup = await cannon(job, job.warmupMs)
   // autocannon's own histogram has 1 ms resolution; this one records microseconds.
   const histogram = createHistogram()
   let ok = 0
@@ -77,6 +79,7 @@ async function run (job: LoadJob): Promise<LoadResult> {
     p50: histogram.percentile(50) / 1000,
     p99: histogram.percentile(99) / 1000,
     requests: ok,
+    warmupRequests: warmup.requests.total - warmup.non2xx,
     non2xx: result.non2xx,
     errors: result.errors,
     timeouts: result.timeouts
@@ -88,7 +91,7 @@ process.on('message', (message: LoadJob) => {
   run(message).then(
     (result) => process.send?.(result),
     (error: unknown) => process.send?.({
-      type: 'result', id: message.id, reqPerSec: 0, p50: NaN, p99: NaN, requests: 0, non2xx: 0, errors: 1, timeouts: 0, error: String(error)
+      type: 'result', id: message.id, reqPerSec: 0, p50: NaN, p99: NaN, requests: 0, warmupRequests: 0, non2xx: 0, errors: 1, timeouts: 0, error: String(error)
     } satisfies LoadResult)
   )
 })

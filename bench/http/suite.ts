@@ -7,8 +7,9 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import path from 'node:path'
+import { performance } from 'node:perf_hooks'
 import type { BenchConfig } from '../lib/config.js'
-import { RetryBudget, guarded } from '../lib/cpu.js'
+import { RetryBudget, guarded, processCpuSeconds } from '../lib/cpu.js'
 import type { Pinning } from '../lib/machine.js'
 import { spawnPinned, stopChild } from '../lib/processes.js'
 import { formatCount, formatMs, median, progress, ratio } from '../lib/stats.js'
@@ -32,6 +33,10 @@ export interface HttpSample {
   p99: number
   /** Non-2xx responses, socket errors and timeouts. */
   errors: number
+  /** CPU time of the app process per request, microseconds (warmup and window). */
+  serverCpuUs: number
+  /** Share of a core the load generator used (near 1: the load, not the app, may be the limit). */
+  loadBusy: number
   /** CPU used by processes the bench did not start during the window, cores. */
   foreignCores: number
   attempts: number
@@ -43,6 +48,10 @@ export interface HttpSummary {
   reqPerSec: number
   p50: number
   p99: number
+  /** Median app CPU per request, microseconds. */
+  serverCpuUs: number
+  /** Median share of a core used by the load generator. */
+  loadBusy: number
   samples: number[]
   errors: number
   /** Over ours + MemoryStore, same route. */
@@ -126,6 +135,8 @@ class LoadGenerator {
     return new LoadGenerator(child)
   }
 
+  get pid (): number | undefined { return this.child.pid }
+
   async run (job: Omit<LoadJob, 'type' | 'id'>): Promise<LoadResult> {
     const id = this.nextId++
     const answer = new Promise<LoadResult>((resolve, reject) => {
@@ -173,16 +184,27 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
         for (let i = 0; i < servers.length; i++) {
           const server = servers[(i + round - 1) % servers.length] as RunningServer
           const generator = load
-          const { result, foreignCores, attempts } = await guarded(async () => await generator.run({
-            url: `http://127.0.0.1:${server.port}/${route.id}`,
-            cookies: server.cookies,
-            connections: timing.connections,
-            warmupMs: timing.warmupMs,
-            windowMs: timing.windowMs
-          }), budget, (cores) => progress(`http /${route.id} ${server.variant.id}: other processes used ${cores.toFixed(2)} cores; measuring again`))
+          const { result: { result, serverCpuUs, loadBusy }, foreignCores, attempts } = await guarded(async () => {
+            const serverBefore = processCpuSeconds(server.child.pid)
+            const loadBefore = processCpuSeconds(generator.pid)
+            const started = performance.now()
+            const result = await generator.run({
+              url: `http://127.0.0.1:${server.port}/${route.id}`,
+              cookies: server.cookies,
+              connections: timing.connections,
+              warmupMs: timing.warmupMs,
+              windowMs: timing.windowMs
+            })
+            const seconds = (performance.now() - started) / 1000
+            return {
+              result,
+              serverCpuUs: (processCpuSeconds(server.child.pid) - serverBefore) * 1e6 / (result.requests + result.warmupRequests),
+              loadBusy: (processCpuSeconds(generator.pid) - loadBefore) / seconds
+            }
+          }, budget, (cores) => progress(`http /${route.id} ${server.variant.id}: other processes used ${cores.toFixed(2)} cores; measuring again`))
           const errors = result.non2xx + result.errors + result.timeouts
           if (result.error !== undefined) progress(`http: ${server.variant.label}: ${result.error}`)
-          samples.push({ variant: server.variant.id, route: route.id, round, reqPerSec: result.reqPerSec, p50: result.p50, p99: result.p99, errors, foreignCores, attempts })
+          samples.push({ variant: server.variant.id, route: route.id, round, reqPerSec: result.reqPerSec, p50: result.p50, p99: result.p99, errors, serverCpuUs, loadBusy, foreignCores, attempts })
           line.push(`${server.variant.id} ${formatCount(result.reqPerSec)}/s p99 ${formatMs(result.p99)}ms${errors > 0 ? ` (${errors} errors)` : ''}`)
         }
         progress(`http round ${round}/${timing.rounds} /${route.id}: ${line.join(' | ')}`)
@@ -224,6 +246,8 @@ function summarize (samples: readonly HttpSample[], variants: ReadonlyArray<Vari
         reqPerSec,
         p50: median(mine.map((s) => s.p50)),
         p99: median(mine.map((s) => s.p99)),
+        serverCpuUs: median(mine.map((s) => s.serverCpuUs)),
+        loadBusy: median(mine.map((s) => s.loadBusy)),
         samples: mine.map((s) => Math.round(s.reqPerSec)),
         errors: mine.reduce((sum, s) => sum + s.errors, 0),
         vsOursMemory: ratio(reqPerSec, oursMemory),

@@ -31,6 +31,12 @@ function machineBusyTicks (): number {
   return (fields[0] ?? 0) + (fields[1] ?? 0) + (fields[2] ?? 0) + (fields[7] ?? 0)
 }
 
+/** CPU seconds used so far by process `pid` (user + system); NaN when unknown. */
+export function processCpuSeconds (pid: number | undefined): number {
+  if (pid === undefined || !isAvailable()) return NaN
+  return processTicks(pid) / TICKS
+}
+
 function processTicks (pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')

@@ -45,6 +45,10 @@ function clientSection (client: ClientSuiteResult): string {
     return [scenario.label, ...clients.map((c) => cell(c.id)), formatRatio(ours?.vsCeiling ?? NaN)]
   })
   const notes = clients.filter((c) => c.note !== undefined).map((c) => `- ${c.label}: ${c.note ?? ''}`)
+  const cpuRows = client.scenarios.map((scenario) => [scenario.label, ...clients.map((c) => {
+    const s = client.summary.find((x) => x.scenario === scenario.id && x.client === c.id)
+    return s === undefined || !Number.isFinite(s.cpuUs) ? '–' : s.cpuUs.toFixed(2)
+  })])
   return [
     `## Client: commands per second (median of ${client.timing.rounds} rounds, ${client.timing.windowMs} ms windows)`,
     '',
@@ -53,7 +57,11 @@ function clientSection (client: ClientSuiteResult): string {
     '',
     table(header, rows, ['l', ...clients.map((): 'r' => 'r'), 'r']),
     '',
-    ...notes
+    ...notes,
+    '',
+    '### CPU of the client process per command, µs (median; less sensitive to other load on the machine than ops/s)',
+    '',
+    table(['scenario', ...clients.map((c) => c.label)], cpuRows, ['l', ...clients.map((): 'r' => 'r')])
   ].join('\n')
 }
 
@@ -61,20 +69,21 @@ function httpSection (http: HttpSuiteResult): string {
   const sections: string[] = [
     `## HTTP: requests per second (median of ${http.timing.rounds} rounds, ${http.timing.windowMs} ms windows, ${http.timing.connections} connections, ${http.timing.sessions} rotating sessions)`,
     '',
-    'autocannon in its own process; latency of 2xx responses in microsecond resolution.',
+    'autocannon in its own process; latency of 2xx responses in microsecond resolution. App CPU µs/req: CPU time of the app process per request (less sensitive to other load on the machine than req/s); load gen. cores: the share of a core autocannon used (near 1.00, the load generator may be the limit).',
     foreignLine(http),
     ''
   ]
   for (const route of http.routes) {
     const rows = http.variants.map((variant) => {
-      if (variant.skipped !== undefined) return [variant.label, variant.skipped, '', '', '', '']
+      if (variant.skipped !== undefined) return [variant.label, variant.skipped, '', '', '', '', '', '']
       const s = http.summary.find((x) => x.route === route.id && x.variant === variant.id)
-      if (s === undefined) return [variant.label, 'n/a', '', '', '', '']
+      if (s === undefined) return [variant.label, 'n/a', '', '', '', '', '', '']
       const errors = s.errors > 0 ? ` ⚠ ${s.errors} errors` : ''
-      return [variant.label, `${formatCount(s.reqPerSec)}${errors}`, formatMs(s.p50), formatMs(s.p99), formatRatio(s.vsOursMemory), formatRatio(s.vsCeiling)]
+      return [variant.label, `${formatCount(s.reqPerSec)}${errors}`, formatMs(s.p50), formatMs(s.p99), formatRatio(s.vsOursMemory), formatRatio(s.vsCeiling),
+        Number.isFinite(s.serverCpuUs) ? s.serverCpuUs.toFixed(1) : 'n/a', Number.isFinite(s.loadBusy) ? s.loadBusy.toFixed(2) : 'n/a']
     })
     sections.push(`### /${route.id}: ${route.label}`, '',
-      table(['variant', 'req/s', 'p50 ms', 'p99 ms', 'vs ours + MemoryStore', 'vs no session'], rows, ['l', 'r', 'r', 'r', 'r', 'r']), '')
+      table(['variant', 'req/s', 'p50 ms', 'p99 ms', 'vs ours + MemoryStore', 'vs no session', 'app CPU µs/req', 'load gen. cores'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']), '')
   }
   const notes = http.variants.filter((v) => v.note !== undefined).map((v) => `- ${v.label}: ${v.note ?? ''}`)
   return [...sections, ...notes].join('\n')

@@ -127,7 +127,7 @@ export function renderSvg (result: BenchResult): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="Helvetica, Arial, sans-serif">`,
     '<style>',
     '.title{font-size:18px;font-weight:bold}.section{font-size:15px;font-weight:bold}.group{font-size:12px;font-weight:bold;fill:#333}',
-    '.label{font-size:12px;fill:#222}.value{font-size:11px;fill:#222}.note{font-size:12px;fill:#777;font-style:italic}',
+    '.label{font-size:12px;fill:#222}.value{font-size:11px;fill:#222;paint-order:stroke;stroke:#fff;stroke-width:3px}.note{font-size:12px;fill:#777;font-style:italic}',
     '.tick{font-size:10px;fill:#666}.grid{stroke:#e5e5e5}.one{stroke:#111;stroke-dasharray:4 3}.foot{font-size:11px;fill:#555}',
     '</style>',
     `<rect width="${WIDTH}" height="${height}" fill="#fff"/>`,
