@@ -1,0 +1,4 @@
+import { connectStore } from '../dist/plugin/connect-store.js'
+
+export * from '../dist/plugin/connect-store.js'
+export default connectStore
