@@ -4,7 +4,7 @@ import { SessionCookies, type CookieId, type CookieRejection } from './cookie.js
 import { loadChannel, saveChannel, traceInstant, traceSettle, traceStart, type SessionLoadTrace, type SessionSaveTrace } from './diagnostics.js'
 import { SessionError, storeError } from './errors.js'
 import type { SessionConfig } from './options.js'
-import { decodeRecord, encodeRecord, parseData } from './record.js'
+import { decodeRecord, encodeRecord, parseData, setData } from './record.js'
 import { DELETED, Session, data, type SessionState } from './session.js'
 import type { SessionStore } from './stores/store.js'
 
@@ -323,7 +323,7 @@ export class SessionManager {
     }
     for (const [name, value] of state.changes ?? []) {
       if (value === DELETED) delete latest[name]
-      else latest[name] = value
+      else setData(latest, name, value)
     }
     state.data = latest
     state.json = undefined

@@ -35,6 +35,16 @@ export function decodeRecord (value: string): DecodedRecord | undefined {
   return { createdAt, maxAge, json: value.slice(second + 1) }
 }
 
+/**
+ * Sets `data[key]` as an own property. Plain assignment of `__proto__` would
+ * replace the object's prototype instead (letting a key chosen by a client
+ * decide what every other key inherits) and the key would never be saved.
+ */
+export function setData (data: RecordData, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(data, key, { value, writable: true, enumerable: true, configurable: true })
+  else data[key] = value
+}
+
 /** Parses the JSON part; `undefined` when it is not a JSON object. */
 export function parseData (json: string): RecordData | undefined {
   let data: unknown

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { SessionManager } from './manager.js'
 import { SessionError } from './errors.js'
-import { parseData, type RecordData } from './record.js'
+import { parseData, setData, type RecordData } from './record.js'
 
 /**
  * The shape of session data, empty until the app declares its keys by
@@ -137,7 +137,9 @@ export class Session {
 
   /** The value stored under `key`, or `undefined`. */
   get<K extends keyof SessionData> (key: K): SessionData[K] | undefined {
-    return data(this[STATE])[key as string] as SessionData[K] | undefined
+    const values = data(this[STATE])
+    // Own keys only: never what the object inherits (`constructor`, `toString`).
+    return (Object.hasOwn(values, key) ? values[key as string] : undefined) as SessionData[K] | undefined
   }
 
   /** Sets `key` (saved at the end of the request); `undefined` deletes it. */
@@ -147,7 +149,7 @@ export class Session {
       return
     }
     const state = this[STATE]
-    data(state)[key as string] = value
+    setData(data(state), key as string, value)
     record(state, key as string, value)
   }
 
