@@ -1,2 +1,3 @@
 export * from '../dist/index.js'
-export { default } from '../dist/index.js'
+import { memcachedSession } from '../dist/index.js'
+export default memcachedSession

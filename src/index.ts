@@ -1,6 +1,7 @@
 export { MemcachedClient } from './protocol/client.js'
 export type { MemcachedClientOptions, StoreOptions, CasItem, CasResult, ServerHealth } from './protocol/client.js'
 export type { CommandTrace } from './protocol/diagnostics.js'
+export type { SessionLoadTrace, SessionSaveTrace, LoadOutcome, SaveOutcome } from './plugin/diagnostics.js'
 export { MemcachedError } from './protocol/errors.js'
 export type { MemcachedErrorCode, MemcachedErrorOptions } from './protocol/errors.js'
 export { memcachedSession, memcachedSession as default } from './plugin/plugin.js'
