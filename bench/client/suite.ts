@@ -69,6 +69,8 @@ export interface ClientSummary {
   vsOurs: number
   /** Median over the raw-socket ceiling. */
   vsCeiling: number
+  /** Ceiling CPU per command over this client's: the ratio a CPU-bound client would reach on an idle machine. */
+  cpuVsCeiling: number
 }
 
 export interface ClientSuiteResult {
@@ -233,6 +235,7 @@ function summarize (samples: readonly ClientSample[], clients: readonly ClientIn
     }
     const ours = medianOf('ours')
     const ceiling = medianOf(CEILING_ID)
+    const ceilingCpu = samples.filter((s) => s.scenario === scenario.id && s.client === CEILING_ID).map((s) => s.cpuUs)
     for (const client of clients) {
       const mine = samples.filter((s) => s.scenario === scenario.id && s.client === client.id)
       if (mine.length === 0) continue
@@ -245,7 +248,8 @@ function summarize (samples: readonly ClientSample[], clients: readonly ClientIn
         errors: mine.reduce((sum, s) => sum + s.errors, 0),
         cpuUs: median(mine.map((s) => s.cpuUs)),
         vsOurs: ratio(opsPerSec, ours),
-        vsCeiling: ratio(opsPerSec, ceiling)
+        vsCeiling: ratio(opsPerSec, ceiling),
+        cpuVsCeiling: ratio(ceilingCpu.length === 0 ? undefined : median(ceilingCpu), median(mine.map((s) => s.cpuUs)))
       })
     }
   }

@@ -58,6 +58,9 @@ export interface HttpSummary {
   vsOursMemory: number
   /** Over no session, same route. */
   vsCeiling: number
+  /** The same ratios from app CPU per request: what req/s would show on an otherwise idle machine with a CPU-bound app. */
+  cpuVsOursMemory: number
+  cpuVsCeiling: number
 }
 
 export interface HttpSuiteResult {
@@ -176,7 +179,7 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
       progress(`http: ${variant.label} on port ${server.port}, ${server.cookies.length} sessions`)
     }
     load = await LoadGenerator.start(pinning.load)
-    const perRun = (timing.warmupMs + timing.windowMs) / 1000 + 0.1
+    const perRun = (timing.warmupMs + timing.windowMs) / 1000 + 0.05
     progress(`http: ${timing.rounds} rounds x ${ROUTES.length} routes x ${servers.length} variants, ${timing.connections} connections, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * ROUTES.length * servers.length * perRun)} s)`)
     for (let round = 1; round <= timing.rounds; round++) {
       for (const route of ROUTES) {
@@ -198,7 +201,7 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
             const seconds = (performance.now() - started) / 1000
             return {
               result,
-              serverCpuUs: (processCpuSeconds(server.child.pid) - serverBefore) * 1e6 / (result.requests + result.warmupRequests),
+              serverCpuUs: (processCpuSeconds(server.child.pid) - serverBefore) * 1e6 / Math.max(1, result.totalRequests),
               loadBusy: (processCpuSeconds(generator.pid) - loadBefore) / seconds
             }
           }, budget, (cores) => progress(`http /${route.id} ${server.variant.id}: other processes used ${cores.toFixed(2)} cores; measuring again`))
@@ -236,6 +239,12 @@ function summarize (samples: readonly HttpSample[], variants: ReadonlyArray<Vari
     }
     const oursMemory = medianRate('ours-memory')
     const ceiling = medianRate('none')
+    const medianCpu = (variant: VariantId): number | undefined => {
+      const mine = of(variant)
+      return mine.length === 0 ? undefined : median(mine.map((s) => s.serverCpuUs))
+    }
+    const oursMemoryCpu = medianCpu('ours-memory')
+    const ceilingCpu = medianCpu('none')
     for (const variant of variants) {
       const mine = of(variant.id)
       if (mine.length === 0) continue
@@ -251,7 +260,9 @@ function summarize (samples: readonly HttpSample[], variants: ReadonlyArray<Vari
         samples: mine.map((s) => Math.round(s.reqPerSec)),
         errors: mine.reduce((sum, s) => sum + s.errors, 0),
         vsOursMemory: ratio(reqPerSec, oursMemory),
-        vsCeiling: ratio(reqPerSec, ceiling)
+        vsCeiling: ratio(reqPerSec, ceiling),
+        cpuVsOursMemory: ratio(oursMemoryCpu, medianCpu(variant.id)),
+        cpuVsCeiling: ratio(ceilingCpu, medianCpu(variant.id))
       })
     }
   }

@@ -16,6 +16,7 @@ export interface Timing {
   retryBudgetMs: number
 }
 
+// autocannon runs whole seconds: HTTP warmup + window is kept a multiple of 1000 ms.
 export interface BenchConfig {
   quick: boolean
   suites: Suite[]
@@ -56,12 +57,12 @@ export function parseArgs (argv: readonly string[]): BenchConfig {
     quick,
     suites,
     client: quick
-      ? { rounds: rounds ?? 3, warmupMs: 100, windowMs: 400, retries: 1, retryBudgetMs: 25_000 }
-      : { rounds: rounds ?? 5, warmupMs: 300, windowMs: 1200, retries: 2, retryBudgetMs: 90_000 },
+      ? { rounds: rounds ?? 3, warmupMs: 100, windowMs: 300, retries: 1, retryBudgetMs: 10_000 }
+      : { rounds: rounds ?? 5, warmupMs: 300, windowMs: 1200, retries: 2, retryBudgetMs: 45_000 },
     http: {
       ...(quick
-        ? { rounds: rounds ?? 3, warmupMs: 500, windowMs: 1000, retries: 1, retryBudgetMs: 15_000 }
-        : { rounds: rounds ?? 5, warmupMs: 1000, windowMs: 3000, retries: 2, retryBudgetMs: 90_000 }),
+        ? { rounds: rounds ?? 3, warmupMs: 300, windowMs: 700, retries: 1, retryBudgetMs: 8_000 }
+        : { rounds: rounds ?? 5, warmupMs: 1000, windowMs: 3000, retries: 2, retryBudgetMs: 45_000 }),
       connections: 32,
       sessions: 100
     },

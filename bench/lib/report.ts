@@ -33,7 +33,7 @@ function foreignLine (suite: { retried: number, medianForeignCores: number, timi
 
 function clientSection (client: ClientSuiteResult): string {
   const clients = client.clients
-  const header = ['scenario', ...clients.map((c) => c.label), 'ours / ceiling']
+  const header = ['scenario', ...clients.map((c) => c.label), 'ours / ceiling', 'same, from CPU time']
   const rows = client.scenarios.map((scenario) => {
     const cell = (id: string): string => {
       const s = client.summary.find((x) => x.scenario === scenario.id && x.client === id)
@@ -42,7 +42,7 @@ function clientSection (client: ClientSuiteResult): string {
       return id === 'ours' ? `**${formatCount(s.opsPerSec)}**${errors}` : `${formatCount(s.opsPerSec)} (${formatRatio(s.vsOurs)})${errors}`
     }
     const ours = client.summary.find((x) => x.scenario === scenario.id && x.client === 'ours')
-    return [scenario.label, ...clients.map((c) => cell(c.id)), formatRatio(ours?.vsCeiling ?? NaN)]
+    return [scenario.label, ...clients.map((c) => cell(c.id)), formatRatio(ours?.vsCeiling ?? NaN), formatRatio(ours?.cpuVsCeiling ?? NaN)]
   })
   const notes = clients.filter((c) => c.note !== undefined).map((c) => `- ${c.label}: ${c.note ?? ''}`)
   const cpuRows = client.scenarios.map((scenario) => [scenario.label, ...clients.map((c) => {
@@ -55,7 +55,7 @@ function clientSection (client: ClientSuiteResult): string {
     `${client.valueBytes}-byte values, one memcached. Each cell: median ops/s (ratio to ours). A 100-key get counts as one command.`,
     foreignLine(client),
     '',
-    table(header, rows, ['l', ...clients.map((): 'r' => 'r'), 'r']),
+    table(header, rows, ['l', ...clients.map((): 'r' => 'r'), 'r', 'r']),
     '',
     ...notes,
     '',
@@ -69,21 +69,21 @@ function httpSection (http: HttpSuiteResult): string {
   const sections: string[] = [
     `## HTTP: requests per second (median of ${http.timing.rounds} rounds, ${http.timing.windowMs} ms windows, ${http.timing.connections} connections, ${http.timing.sessions} rotating sessions)`,
     '',
-    'autocannon in its own process; latency of 2xx responses in microsecond resolution. App CPU µs/req: CPU time of the app process per request (less sensitive to other load on the machine than req/s); load gen. cores: the share of a core autocannon used (near 1.00, the load generator may be the limit).',
+    'autocannon in its own process; latency of 2xx responses in microsecond resolution. App CPU µs/req: CPU time of the app process per request (less sensitive to other load on the machine than req/s), and the ratio it implies for a CPU-bound app; load gen. cores: the share of a core autocannon used (near 1.00, the load generator may be the limit).',
     foreignLine(http),
     ''
   ]
   for (const route of http.routes) {
     const rows = http.variants.map((variant) => {
-      if (variant.skipped !== undefined) return [variant.label, variant.skipped, '', '', '', '', '', '']
+      if (variant.skipped !== undefined) return [variant.label, variant.skipped, '', '', '', '', '', '', '']
       const s = http.summary.find((x) => x.route === route.id && x.variant === variant.id)
-      if (s === undefined) return [variant.label, 'n/a', '', '', '', '', '', '']
+      if (s === undefined) return [variant.label, 'n/a', '', '', '', '', '', '', '']
       const errors = s.errors > 0 ? ` ⚠ ${s.errors} errors` : ''
       return [variant.label, `${formatCount(s.reqPerSec)}${errors}`, formatMs(s.p50), formatMs(s.p99), formatRatio(s.vsOursMemory), formatRatio(s.vsCeiling),
-        Number.isFinite(s.serverCpuUs) ? s.serverCpuUs.toFixed(1) : 'n/a', Number.isFinite(s.loadBusy) ? s.loadBusy.toFixed(2) : 'n/a']
+        Number.isFinite(s.serverCpuUs) ? s.serverCpuUs.toFixed(1) : 'n/a', formatRatio(s.cpuVsCeiling), Number.isFinite(s.loadBusy) ? s.loadBusy.toFixed(2) : 'n/a']
     })
     sections.push(`### /${route.id}: ${route.label}`, '',
-      table(['variant', 'req/s', 'p50 ms', 'p99 ms', 'vs ours + MemoryStore', 'vs no session', 'app CPU µs/req', 'load gen. cores'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r']), '')
+      table(['variant', 'req/s', 'p50 ms', 'p99 ms', 'vs ours + MemoryStore', 'vs no session', 'app CPU µs/req', 'vs no session, from CPU', 'load gen. cores'], rows, ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r']), '')
   }
   const notes = http.variants.filter((v) => v.note !== undefined).map((v) => `- ${v.label}: ${v.note ?? ''}`)
   return [...sections, ...notes].join('\n')
