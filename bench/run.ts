@@ -31,11 +31,13 @@ function onSignal (signal: NodeJS.Signals): void {
 
 function writeResults (config: BenchConfig, result: BenchResult): string[] {
   mkdirSync(config.outDir, { recursive: true })
-  const files: Array<[string, string]> = [
-    ['latest.json', `${JSON.stringify(result, null, 2)}\n`],
-    ['latest.md', renderMarkdown(result)],
-    ['latest.svg', renderSvg(result)]
-  ]
+  const json = `${JSON.stringify(result, null, 2)}\n`
+  const markdown = renderMarkdown(result)
+  const svg = renderSvg(result)
+  // latest.* is the last run; quick.* / full.* keep the last run of each mode
+  // (of both suites) side by side.
+  const names = result.client !== undefined && result.http !== undefined ? ['latest', result.mode] : ['latest']
+  const files = names.flatMap((name): Array<[string, string]> => [[`${name}.json`, json], [`${name}.md`, markdown], [`${name}.svg`, svg]])
   return files.map(([name, text]) => {
     const file = path.join(config.outDir, name)
     writeFileSync(file, text)

@@ -110,6 +110,6 @@ export function renderMarkdown (result: BenchResult): string {
   ]
   if (result.client !== undefined) parts.push(clientSection(result.client), '')
   if (result.http !== undefined) parts.push(httpSection(result.http), '')
-  parts.push('Chart: [latest.svg](latest.svg) (ratios to the ceiling).', '')
+  parts.push(`Chart: [${result.mode}.svg](${result.mode}.svg) (ratios to the ceiling; latest.svg is the last run of any mode).`, '')
   return parts.join('\n')
 }
