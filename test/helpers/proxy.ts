@@ -4,6 +4,7 @@
 // and destroys them all on close, so no test leaks a handle.
 import { once } from 'node:events'
 import net from 'node:net'
+import { seededRandom } from './random.js'
 
 const RESET_GRACE_MS = 10
 
@@ -23,18 +24,6 @@ interface Pair {
   tail: Promise<void>
   // Reply bytes passed since the current resetAfter mode was set.
   replied: number
-}
-
-/** mulberry32: a tiny seeded PRNG, so a failing split is reproducible. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** A fault-injection proxy on 127.0.0.1 in front of one `host:port`. */
@@ -70,7 +59,7 @@ export class FaultProxy {
   /** Delays each server->client chunk by `ms`, keeping their order. */
   delay (ms: number): void { this.mode = { kind: 'delay', ms } }
   /** Forwards server->client bytes in seeded random pieces of 1..maxPiece bytes, one write per tick. */
-  split (maxPiece = 7, seed = 1): void { this.mode = { kind: 'split', maxPiece, random: prng(seed) } }
+  split (maxPiece = 7, seed = 1): void { this.mode = { kind: 'split', maxPiece, random: seededRandom(seed) } }
   /** Accepts and swallows everything: nothing is forwarded either way, not even replies already held by a delay. */
   blackhole (): void { this.mode = { kind: 'blackhole' } }
   /** Answers each client chunk with `bytes` instead of forwarding it. */
