@@ -173,8 +173,8 @@ test('parser: a line longer than maxLine is a protocol error, not an allocation'
 test('parser: a VALUE larger than maxValue is refused before allocating', () => {
   const sink = new RecordingSink(['values'])
   const parser = new ReplyParser(sink, { maxLine: 64, maxValue: 1024 })
-  parser.feed(Buffer.from('VALUE k 0 999999999999\r\n'))
-  assert.deepEqual(sink.events, [{ protocolError: 'VALUE of 999999999999 bytes exceeds the 1024-byte limit' }])
+  parser.feed(Buffer.from('VALUE k 0 4000000000\r\n'))
+  assert.deepEqual(sink.events, [{ protocolError: 'VALUE of 4000000000 bytes exceeds the 1024-byte limit' }])
 })
 
 test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {

@@ -36,7 +36,10 @@ export type Reply =
 export interface ParserSink {
   /** The reply kind of the oldest unanswered command; undefined when nothing is in flight. */
   expecting (): ReplyKind | undefined
-  /** One VALUE block of a retrieval reply; `value` is a copy the receiver owns. */
+  /**
+   * One VALUE block of a retrieval reply. `value` may be a view of the chunk
+   * that was fed (no copy); nothing else ever writes to that memory.
+   */
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void
   /** One STAT line of a stats reply. */
   onStat (name: string, value: string): void
@@ -101,13 +104,36 @@ function parseUint (text: string): number {
   return Number(text)
 }
 
+/**
+ * Where a run of 1 to `maxDigits` ASCII digits starting at `start` ends (at a
+ * space or at `end`); -1 when there is no such run.
+ */
+function digitsEnd (buf: Buffer, start: number, end: number, maxDigits: number): number {
+  let pos = start
+  while (pos < end && buf[pos] !== SPACE) {
+    const byte = buf[pos] as number
+    if (byte < 48 || byte > 57 || pos - start >= maxDigits) return -1
+    pos++
+  }
+  return pos === start ? -1 : pos
+}
+
+/** The value of the digits in [start, end), at most 10 of them (exact in a double). */
+function decimal (buf: Buffer, start: number, end: number): number {
+  let value = 0
+  for (let pos = start; pos < end; pos++) value = value * 10 + (buf[pos] as number) - 48
+  return value
+}
+
 export class ReplyParser {
   /** Bytes of a line whose LF has not arrived yet. */
   private partialLine: Buffer | undefined
   private valueKey = ''
   private valueFlags = 0
   private valueCas: bigint | undefined
-  /** The value being filled; undefined when reading lines. */
+  /** Size of the value being read; -1 when reading lines. */
+  private valueSize = -1
+  /** The copy of a value that spans chunks, allocated at its first piece. */
   private value: Buffer | undefined
   /** Bytes of `value` plus its trailing CRLF received so far. */
   private valueFilled = 0
@@ -119,13 +145,14 @@ export class ReplyParser {
   reset (): void {
     this.partialLine = undefined
     this.value = undefined
+    this.valueSize = -1
     this.valueFilled = 0
     this.failed = false
   }
 
   /** Whether the parser is between replies (no partial line or value). */
   get idle (): boolean {
-    return this.partialLine === undefined && this.value === undefined
+    return this.partialLine === undefined && this.valueSize < 0
   }
 
   /** Bytes held between feeds: a partial line plus the value being filled. */
@@ -162,7 +189,7 @@ export class ReplyParser {
   private consume (buf: Buffer, start: number): void {
     let pos = start
     while (pos < buf.length && !this.failed) {
-      if (this.value !== undefined) {
+      if (this.valueSize >= 0) {
         pos = this.fillValue(buf, pos)
         continue
       }
@@ -184,10 +211,23 @@ export class ReplyParser {
     }
   }
 
-  /** Copies value bytes, then checks the CRLF after them; returns the new position. */
+  /**
+   * Reads the value in progress and the CRLF after it; returns the new
+   * position. A value that lies whole in this chunk is handed out as a view
+   * of it, without a copy; one split across chunks is copied into its own buffer.
+   */
   private fillValue (buf: Buffer, pos: number): number {
-    const value = this.value as Buffer
-    const size = value.length
+    const size = this.valueSize
+    if (this.valueFilled === 0 && buf.length - pos >= size + 2) {
+      if (buf[pos + size] !== CR || buf[pos + size + 1] !== LF) {
+        this.fail('VALUE data not followed by CRLF')
+        return buf.length
+      }
+      this.valueSize = -1
+      this.sink.onValue(this.valueKey, this.valueFlags, buf.subarray(pos, pos + size), this.valueCas)
+      return pos + size + 2
+    }
+    const value = this.value ??= Buffer.allocUnsafe(size)
     if (this.valueFilled < size) {
       const copied = buf.copy(value, this.valueFilled, pos, Math.min(buf.length, pos + size - this.valueFilled))
       this.valueFilled += copied
@@ -204,6 +244,7 @@ export class ReplyParser {
     }
     if (this.valueFilled === size + 2) {
       this.value = undefined
+      this.valueSize = -1
       this.sink.onValue(this.valueKey, this.valueFlags, value, this.valueCas)
     }
     return pos
@@ -259,25 +300,29 @@ export class ReplyParser {
     this.sink.onStat(text.slice(5, space), text.slice(space + 1))
   }
 
-  /** `VALUE <key> <flags> <bytes> [<cas unique>]`, starting after `VALUE `. */
+  /**
+   * `VALUE <key> <flags> <bytes> [<cas unique>]`, starting after `VALUE `.
+   * Parsed byte by byte: this runs once per value, the hottest line there is.
+   */
   private valueHeader (buf: Buffer, start: number, end: number): void {
     const keyEnd = buf.indexOf(SPACE, start)
     if (keyEnd <= start || keyEnd >= end) return this.fail('malformed VALUE line')
-    const fields = buf.toString('latin1', keyEnd + 1, end).split(' ')
-    if (fields.length !== 2 && fields.length !== 3) return this.fail('malformed VALUE line')
-    const flags = parseUint(fields[0] as string)
-    const size = parseUint(fields[1] as string)
-    if (flags < 0 || flags > 0xffffffff || size < 0) return this.fail('malformed VALUE line')
+    const flagsEnd = digitsEnd(buf, keyEnd + 1, end, 10)
+    const sizeEnd = flagsEnd > 0 && buf[flagsEnd] === SPACE ? digitsEnd(buf, flagsEnd + 1, end, 10) : -1
+    if (sizeEnd < 0 || (sizeEnd < end && buf[sizeEnd] !== SPACE)) return this.fail('malformed VALUE line')
+    const flags = decimal(buf, keyEnd + 1, flagsEnd)
+    const size = decimal(buf, flagsEnd + 1, sizeEnd)
+    if (flags > 0xffffffff) return this.fail('malformed VALUE line')
     if (size > this.limits.maxValue) return this.fail(`VALUE of ${size} bytes exceeds the ${this.limits.maxValue}-byte limit`)
     let cas: bigint | undefined
-    if (fields.length === 3) {
-      if (parseUint(fields[2] as string) < 0) return this.fail('malformed cas in VALUE line')
-      cas = BigInt(fields[2] as string)
+    if (sizeEnd < end) {
+      if (digitsEnd(buf, sizeEnd + 1, end, 20) !== end) return this.fail('malformed cas in VALUE line')
+      cas = BigInt(buf.toString('latin1', sizeEnd + 1, end))
     }
     this.valueKey = buf.toString('utf8', start, keyEnd)
     this.valueFlags = flags
     this.valueCas = cas
-    this.value = Buffer.allocUnsafe(size)
+    this.valueSize = size
     this.valueFilled = 0
   }
 
@@ -285,6 +330,7 @@ export class ReplyParser {
     this.failed = true
     this.partialLine = undefined
     this.value = undefined
+    this.valueSize = -1
     this.sink.onProtocolError(message)
   }
 }
