@@ -3,6 +3,10 @@ import { performance } from 'node:perf_hooks'
 import { MemcachedClient } from '../../protocol/client.js'
 import type { CasResult, ServerHealth } from '../../protocol/client.js'
 import { MemcachedError } from '../../protocol/errors.js'
+import {
+  AT, LEGACY, TOMBSTONE, compare, decodeVersion, encodeCopy, encodeVersion, expiry, freshest, nowSeconds, parseCopy,
+  type Copy, type Live, type Stamp
+} from './replica-copy.js'
 import type { SessionStore, StoredRecord } from './store.js'
 
 /** Options of {@link MemcachedStore}: a client to share, or servers to connect to. */
@@ -43,18 +47,6 @@ export interface ReplicaCounters {
   failed: number
 }
 
-// Replicated values carry a stamp: `@<generation>.<tag>.<expires>@<record>`.
-// The generation counts writes of the session, the tag (64 random bits) tells
-// apart two writes of one generation, `expires` (Unix seconds, 0 = never) is
-// the expiry the writer set, so a repair never makes a copy outlive it. Stamps
-// are totally ordered (generation, then tag) and a copy only ever moves up.
-// A destroyed session leaves a tombstone that beats every stamp, so that a
-// stale copy on a replica that missed the destroy can never bring it back.
-const TOMBSTONE = '@dead'
-const HEADER = /^@([1-9]\d{0,15})\.([0-9a-f]{16})\.(\d{1,12})@/
-const AT = 0x40
-const U64 = (1n << 64n) - 1n
-const SLOT = 0xffffn
 const DEFAULT_TOMBSTONE_TTL = 86_400
 /** Attempts of one conditional write on one replica before reporting a conflict. */
 const MAX_WRITE_ATTEMPTS = 4
@@ -68,69 +60,10 @@ const FAILOVER = new Set(['MC_TIMEOUT', 'MC_CONNECTION', 'MC_SERVER_ERROR', 'MC_
 const SUSPECT = new Set(['MC_TIMEOUT', 'MC_CONNECTION', 'MC_PROTOCOL'])
 const SUSPECT_MS = 1000
 
-interface Stamp { gen: number, tag: bigint }
-/** What a value written by a single-copy store (or by hand) compares as: below every stamp. */
-const LEGACY: Stamp = { gen: 0, tag: 0n }
-
-type Copy =
-  | { kind: 'missing' }
-  | { kind: 'error', error: unknown }
-  | { kind: 'dead', cas: bigint }
-  | { kind: 'live', stamp: Stamp, expires: number, raw: string, record: string, cas: bigint }
-
-type Live = Extract<Copy, { kind: 'live' }>
 type Outcome = 'stored' | 'missing' | 'conflict' | 'dead'
 
 /** One write fanned out to the replicas: the stamp it replaces and the one it writes. */
 interface WriteOp { key: string, raw: string, ttl: number, expected: Stamp, next: Stamp }
-
-function nowSeconds (): number {
-  return Math.floor(Date.now() / 1000)
-}
-
-function compare (a: Stamp, b: Stamp): number {
-  if (a.gen !== b.gen) return a.gen - b.gen
-  return a.tag === b.tag ? 0 : a.tag > b.tag ? 1 : -1
-}
-
-function parseCopy (value: string, cas: bigint): Copy {
-  if (value.charCodeAt(0) !== AT) return { kind: 'live', stamp: LEGACY, expires: -1, raw: value, record: value, cas }
-  if (value === TOMBSTONE) return { kind: 'dead', cas }
-  const header = HEADER.exec(value)
-  const gen = Number(header?.[1])
-  // Not a stamp of ours: handed on as is, and the plugin ignores it as foreign.
-  if (header === null || !Number.isSafeInteger(gen)) return { kind: 'live', stamp: LEGACY, expires: -1, raw: value, record: value, cas }
-  const stamp = { gen, tag: BigInt(`0x${header[2] as string}`) }
-  return { kind: 'live', stamp, expires: Number(header[3]), raw: value, record: value.slice(header[0].length), cas }
-}
-
-function encodeCopy (stamp: Stamp, expires: number, record: string): string {
-  return `@${stamp.gen}.${stamp.tag.toString(16).padStart(16, '0')}.${expires}@${record}`
-}
-
-// The version token of a replicated record: the stamp (tag in bits 0-63,
-// generation in 64-127), then, 80 bits each, the server slot + 1 and the
-// server's own CAS unique of every replica that held exactly this stamp at
-// load. With them a save is one `cas` per replica, no re-read: each server
-// has its own CAS uniques, so one bigint alone could not check them all.
-function encodeVersion (stamp: Stamp, uniques: ReadonlyArray<readonly [number, bigint]>): bigint {
-  let version = stamp.tag | (BigInt(stamp.gen) << 64n)
-  let shift = 128n
-  for (const [slot, cas] of uniques) {
-    version |= (BigInt(slot + 1) | ((cas & U64) << 16n)) << shift
-    shift += 80n
-  }
-  return version
-}
-
-function decodeVersion (version: bigint): { stamp: Stamp, uniques: Map<number, bigint> } {
-  const stamp = { gen: Number((version >> 64n) & U64), tag: version & U64 }
-  const uniques = new Map<number, bigint>()
-  for (let rest = version >> 128n; rest > 0n; rest >>= 80n) {
-    uniques.set(Number(rest & SLOT) - 1, (rest >> 16n) & U64)
-  }
-  return { stamp, uniques }
-}
 
 function failsOver (error: unknown): boolean {
   return error instanceof MemcachedError && FAILOVER.has(error.code)
@@ -521,19 +454,6 @@ export class MemcachedStore implements SessionStore {
     // 0 is "never expires", longer than any other.
     if (this.tombstoneTtl !== 0 && (ttl === 0 || ttl > this.tombstoneTtl)) this.tombstoneTtl = ttl
   }
-}
-
-function freshest (copies: Copy[]): Live | undefined {
-  let best: Live | undefined
-  for (const copy of copies) {
-    if (copy.kind === 'live' && (best === undefined || compare(copy.stamp, best.stamp) > 0)) best = copy
-  }
-  return best
-}
-
-/** Relative ttl seconds to the absolute expiry stored in the stamp; 0 never expires. */
-function expiry (ttl: number): number {
-  return ttl === 0 ? 0 : nowSeconds() + ttl
 }
 
 function firstError (results: Array<PromiseSettledResult<unknown>>): unknown {
