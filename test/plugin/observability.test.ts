@@ -305,7 +305,7 @@ test('fastify.sessionStore.ping(): per-server health and latency, for a readines
   const pair = new MemcachedClient({ servers: [server.address, down.address], timeout: 300, connectTimeout: 300 })
   t.after(() => pair.close())
   const app = await setup(t, { client: pair })
-  // The health route of docs/ecosystem.md.
+  // The health route of the README ("Readiness").
   app.get('/health/ready', { config: { session: false } }, async (_request, reply) => {
     const servers = await app.sessionStore.ping?.() ?? {}
     const ready = Object.values(servers).some((health) => health.ok)
