@@ -15,6 +15,8 @@ const MAX_CAS_ATTEMPTS = 64
 // An `add` that finds the key taken means a 256-bit id collided: retrying
 // with new ids is for correctness, never expected to loop.
 const MAX_ADD_ATTEMPTS = 3
+/** ms between two warnings about forged cookies. */
+const FORGED_WARNING_INTERVAL = 1000
 const LOG = 'fastify-memcached-session: '
 
 function nowSeconds (): number {
@@ -37,6 +39,8 @@ export class SessionManager {
   readonly config: SessionConfig
   private readonly store: SessionStore
   private readonly cookies: SessionCookies
+  private lastForgedWarning = -Infinity
+  private forgedSinceWarning = 0
 
   constructor (config: SessionConfig, store: SessionStore) {
     this.config = config
@@ -70,8 +74,27 @@ export class SessionManager {
     // signed by a secret since retired: worth a warning.
     const sessionHash = reason === 'forged' ? sha256(value.slice(0, value.lastIndexOf('.'))) : undefined
     if (sessionHash === undefined) log.debug(`${LOG}malformed session cookie ignored; starting a new session`)
-    else log.warn({ session: sessionHash }, `${LOG}session cookie with an invalid signature (tampered with, or signed by a secret no longer configured); starting a new session`)
+    else this.forgedCookie(log, sessionHash)
     if (loadChannel.hasSubscribers) traceInstant({ sessionHash, reload: false, outcome: 'rejected', bytes: 0 })
+  }
+
+  /**
+   * At most one warning per second for forged cookies, counting the ones it
+   * folded: an attacker sending them by the thousand must not flood the logs.
+   */
+  private forgedCookie (log: FastifyBaseLogger, sessionHash: string): void {
+    const message = `${LOG}session cookie with an invalid signature (tampered with, or signed by a secret no longer configured); starting a new session`
+    const now = Date.now()
+    if (now - this.lastForgedWarning < FORGED_WARNING_INTERVAL) {
+      this.forgedSinceWarning++
+      log.debug({ session: sessionHash }, message)
+      return
+    }
+    const suppressed = this.forgedSinceWarning
+    this.lastForgedWarning = now
+    this.forgedSinceWarning = 0
+    if (suppressed === 0) log.warn({ session: sessionHash }, message)
+    else log.warn({ session: sessionHash, suppressed }, `${message} (${suppressed} more since the last warning, logged at debug)`)
   }
 
   private load (request: FastifyRequest, cookie: CookieId): Promise<void> {

@@ -248,6 +248,22 @@ test('session events are logged at fitting levels with sha256 of the id, never t
   }
 })
 
+test('forged cookies by the thousand give one warning a second, the rest at debug', async (t) => {
+  const log = capture()
+  const app = await setup(t, {}, { logger: { level: 'debug', stream: log.stream } })
+  const started = Date.now()
+  for (let i = 0; i < 200; i++) {
+    const id = `${String(i).padStart(3, '0')}${'F'.repeat(40)}`
+    await app.inject({ url: '/peek', cookies: { sid: `${id}.${sign(id, 'not-the-secret-but-long-enough-000000').slice(44)}` } })
+  }
+  const forged = log.entries().filter((entry) => (entry.msg ?? '').includes('invalid signature'))
+  assert.equal(forged.length, 200, 'every forged cookie is still logged')
+  const warnings = forged.filter((entry) => entry.level === WARN)
+  const seconds = Math.ceil((Date.now() - started) / 1000)
+  assert.ok(warnings.length >= 1 && warnings.length <= seconds + 1, `${warnings.length} warnings for 200 forged cookies in ${seconds} s`)
+  assert.equal(forged.filter((entry) => entry.level === DEBUG).length, 200 - warnings.length)
+})
+
 test('routine session events stay out of an info-level log', async (t) => {
   const log = capture()
   const app = await setup(t, {}, { logger: { level: 'info', stream: log.stream } })
