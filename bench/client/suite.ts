@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import type { Timing } from '../lib/config.js'
-import { RetryBudget, guarded } from '../lib/cpu.js'
+import { RetryBudget, guarded, undisturbed } from '../lib/cpu.js'
 import { median, progress, ratio, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { createDrivers, type Driver, type Operation } from './drivers.js'
@@ -62,6 +62,8 @@ export interface ClientSummary {
   /** Median commands per second (a 100-key get counts once). */
   opsPerSec: number
   samples: number[]
+  /** Windows left out of the medians: disturbed by other processes (see `undisturbed`). */
+  disturbed: number
   errors: number
   /** Median CPU of the client process per command, microseconds. */
   cpuUs: number
@@ -226,30 +228,34 @@ export async function runClientSuite (server: { host: string, port: number, addr
   }
 }
 
-function summarize (samples: readonly ClientSample[], clients: readonly ClientInfo[]): ClientSummary[] {
+function summarize (all: readonly ClientSample[], clients: readonly ClientInfo[]): ClientSummary[] {
   const summary: ClientSummary[] = []
   for (const scenario of CLIENT_SCENARIOS) {
-    const medianOf = (client: string): number | undefined => {
-      const values = samples.filter((s) => s.scenario === scenario.id && s.client === client).map((s) => s.opsPerSec)
+    const of = (client: string): ClientSample[] => undisturbed(all.filter((s) => s.scenario === scenario.id && s.client === client))
+    const medianOf = (client: string, pick: (s: ClientSample) => number): number | undefined => {
+      const values = of(client).map(pick)
       return values.length === 0 ? undefined : median(values)
     }
-    const ours = medianOf('ours')
-    const ceiling = medianOf(CEILING_ID)
-    const ceilingCpu = samples.filter((s) => s.scenario === scenario.id && s.client === CEILING_ID).map((s) => s.cpuUs)
+    const ours = medianOf('ours', (s) => s.opsPerSec)
+    const ceiling = medianOf(CEILING_ID, (s) => s.opsPerSec)
+    const ceilingCpu = medianOf(CEILING_ID, (s) => s.cpuUs)
     for (const client of clients) {
-      const mine = samples.filter((s) => s.scenario === scenario.id && s.client === client.id)
-      if (mine.length === 0) continue
+      const every = all.filter((s) => s.scenario === scenario.id && s.client === client.id)
+      if (every.length === 0) continue
+      const mine = undisturbed(every)
       const opsPerSec = median(mine.map((s) => s.opsPerSec))
+      const cpuUs = median(mine.map((s) => s.cpuUs))
       summary.push({
         scenario: scenario.id,
         client: client.id,
         opsPerSec,
-        samples: mine.map((s) => Math.round(s.opsPerSec)),
-        errors: mine.reduce((sum, s) => sum + s.errors, 0),
-        cpuUs: median(mine.map((s) => s.cpuUs)),
+        samples: every.map((s) => Math.round(s.opsPerSec)),
+        disturbed: every.length - mine.length,
+        errors: every.reduce((sum, s) => sum + s.errors, 0),
+        cpuUs,
         vsOurs: ratio(opsPerSec, ours),
         vsCeiling: ratio(opsPerSec, ceiling),
-        cpuVsCeiling: ratio(ceilingCpu.length === 0 ? undefined : median(ceilingCpu), median(mine.map((s) => s.cpuUs)))
+        cpuVsCeiling: ratio(ceilingCpu, cpuUs)
       })
     }
   }

@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { BenchConfig } from '../lib/config.js'
-import { RetryBudget, guarded, processCpuSeconds } from '../lib/cpu.js'
+import { RetryBudget, guarded, processCpuSeconds, undisturbed } from '../lib/cpu.js'
 import type { Pinning } from '../lib/machine.js'
 import { spawnPinned, stopChild } from '../lib/processes.js'
 import { formatCount, formatMs, median, progress, ratio } from '../lib/stats.js'
@@ -53,6 +53,8 @@ export interface HttpSummary {
   /** Median share of a core used by the load generator. */
   loadBusy: number
   samples: number[]
+  /** Windows left out of the medians: disturbed by other processes (see `undisturbed`). */
+  disturbed: number
   errors: number
   /** Over ours + MemoryStore, same route. */
   vsOursMemory: number
@@ -229,40 +231,39 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
   }
 }
 
-function summarize (samples: readonly HttpSample[], variants: ReadonlyArray<Variant & { skipped?: string }>): HttpSummary[] {
+function summarize (all: readonly HttpSample[], variants: ReadonlyArray<Variant & { skipped?: string }>): HttpSummary[] {
   const summary: HttpSummary[] = []
   for (const route of ROUTES) {
-    const of = (variant: VariantId): HttpSample[] => samples.filter((s) => s.route === route.id && s.variant === variant)
-    const medianRate = (variant: VariantId): number | undefined => {
-      const mine = of(variant)
-      return mine.length === 0 ? undefined : median(mine.map((s) => s.reqPerSec))
+    const every = (variant: VariantId): HttpSample[] => all.filter((s) => s.route === route.id && s.variant === variant)
+    const medianOf = (variant: VariantId, pick: (s: HttpSample) => number): number | undefined => {
+      const mine = undisturbed(every(variant))
+      return mine.length === 0 ? undefined : median(mine.map(pick))
     }
-    const oursMemory = medianRate('ours-memory')
-    const ceiling = medianRate('none')
-    const medianCpu = (variant: VariantId): number | undefined => {
-      const mine = of(variant)
-      return mine.length === 0 ? undefined : median(mine.map((s) => s.serverCpuUs))
-    }
-    const oursMemoryCpu = medianCpu('ours-memory')
-    const ceilingCpu = medianCpu('none')
+    const oursMemory = medianOf('ours-memory', (s) => s.reqPerSec)
+    const ceiling = medianOf('none', (s) => s.reqPerSec)
+    const oursMemoryCpu = medianOf('ours-memory', (s) => s.serverCpuUs)
+    const ceilingCpu = medianOf('none', (s) => s.serverCpuUs)
     for (const variant of variants) {
-      const mine = of(variant.id)
-      if (mine.length === 0) continue
+      const samples = every(variant.id)
+      if (samples.length === 0) continue
+      const mine = undisturbed(samples)
       const reqPerSec = median(mine.map((s) => s.reqPerSec))
+      const serverCpuUs = median(mine.map((s) => s.serverCpuUs))
       summary.push({
         variant: variant.id,
         route: route.id,
         reqPerSec,
         p50: median(mine.map((s) => s.p50)),
         p99: median(mine.map((s) => s.p99)),
-        serverCpuUs: median(mine.map((s) => s.serverCpuUs)),
+        serverCpuUs,
         loadBusy: median(mine.map((s) => s.loadBusy)),
-        samples: mine.map((s) => Math.round(s.reqPerSec)),
-        errors: mine.reduce((sum, s) => sum + s.errors, 0),
+        samples: samples.map((s) => Math.round(s.reqPerSec)),
+        disturbed: samples.length - mine.length,
+        errors: samples.reduce((sum, s) => sum + s.errors, 0),
         vsOursMemory: ratio(reqPerSec, oursMemory),
         vsCeiling: ratio(reqPerSec, ceiling),
-        cpuVsOursMemory: ratio(oursMemoryCpu, medianCpu(variant.id)),
-        cpuVsCeiling: ratio(ceilingCpu, medianCpu(variant.id))
+        cpuVsOursMemory: ratio(oursMemoryCpu, serverCpuUs),
+        cpuVsCeiling: ratio(ceilingCpu, serverCpuUs)
       })
     }
   }

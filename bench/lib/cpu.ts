@@ -87,6 +87,15 @@ export function watchForeignCpu (): { stop (): number } {
 }
 
 /**
+ * The samples a median should use: those whose window was not disturbed by
+ * other processes, when at least two are; otherwise all of them.
+ */
+export function undisturbed<T extends { foreignCores: number }> (samples: readonly T[]): T[] {
+  const clean = samples.filter((s) => !(s.foreignCores > DISTURBED_CORES))
+  return clean.length >= 2 ? clean : [...samples]
+}
+
+/**
  * How much time re-measuring may still take in a suite: disturbed windows
  * are measured again (after waiting for the machine to go quiet) only while
  * this lasts, so the run's length stays bounded.

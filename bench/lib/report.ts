@@ -2,6 +2,7 @@
 import type { ClientSuiteResult } from '../client/suite.js'
 import type { HttpSuiteResult } from '../http/suite.js'
 import { machineLine, type Machine } from './machine.js'
+import { DISTURBED_CORES } from './cpu.js'
 import { formatCount, formatMs, formatRatio } from './stats.js'
 import { targetLine, type TargetCheck } from './targets.js'
 
@@ -26,9 +27,11 @@ function table (header: string[], rows: string[][], align: Array<'l' | 'r'>): st
 }
 
 /** How much other processes disturbed the windows. */
-function foreignLine (suite: { retried: number, medianForeignCores: number, timing: { retries: number } }): string {
+function foreignLine (suite: { retried: number, medianForeignCores: number, timing: { retries: number }, summary: ReadonlyArray<{ disturbed: number }> }): string {
   const median = Number.isFinite(suite.medianForeignCores) ? `${suite.medianForeignCores.toFixed(2)} cores` : 'unknown (no /proc)'
-  return `CPU used by processes the bench did not start, during the kept windows: median ${median}; ${suite.retried} disturbed windows measured again (up to ${suite.timing.retries} times each).`
+  const left = suite.summary.reduce((sum, s) => sum + s.disturbed, 0)
+  return `CPU used by processes the bench did not start, during the kept windows: median ${median}; ${suite.retried} disturbed windows measured again (up to ${suite.timing.retries} times each); ` +
+    `${left} windows still disturbed (more than ${DISTURBED_CORES} of a core) left out of the medians (all windows count where fewer than two are clean).`
 }
 
 function clientSection (client: ClientSuiteResult): string {
