@@ -49,9 +49,9 @@ export function invalidKey (key: unknown, problem: string): MemcachedError {
  * The protocol's exptime for a relative TTL in seconds: 0 is "never", up to
  * 30 days it is relative, above it memcached reads an absolute Unix time.
  */
-export function exptime (ttl: number, nowMs: number = Date.now()): number {
+export function exptime (ttl: number, nowMs?: number): number {
   if (ttl <= RELATIVE_TTL_LIMIT) return ttl
-  return Math.floor(nowMs / 1000) + ttl
+  return Math.floor((nowMs ?? Date.now()) / 1000) + ttl
 }
 
 /** Why `ttl` cannot be used, or undefined. */
@@ -139,7 +139,10 @@ export class RequestBatch {
       this.used += bytes
       this.total += bytes
     }
-    this.line(CRLF)
+    this.reserve(2)
+    this.scratch[this.used++] = 13
+    this.scratch[this.used++] = 10
+    this.total += 2
   }
 
   /** The buffers to write, in order; the batch starts empty again. */
