@@ -279,4 +279,13 @@ test('hot path: no cookie costs no crypto; a cookie costs one HMAC and one SHA-2
   assert.deepEqual([hmac.mock.callCount(), hash.mock.callCount(), random.mock.callCount()], [0, 0, 0])
   await app.inject({ url: '/peek', cookies: { sid: cookie } })
   assert.deepEqual([hmac.mock.callCount(), hash.mock.callCount(), random.mock.callCount()], [1, 1, 0])
+  // A verified value is remembered: the session's next request skips the HMAC.
+  await app.inject({ url: '/peek', cookies: { sid: cookie } })
+  assert.deepEqual([hmac.mock.callCount(), hash.mock.callCount(), random.mock.callCount()], [1, 2, 0])
+  // A forged value is never remembered: each try costs its HMAC, and gets nowhere.
+  const forged = `${cookie.slice(0, 44)}${'A'.repeat(43)}`
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: forged } })).json(), { views: null, isNew: true })
+  }
+  assert.equal(hmac.mock.callCount(), 4)
 })
