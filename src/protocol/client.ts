@@ -283,7 +283,7 @@ export class MemcachedClient {
       else group.push(key)
     }
     const replies = await Promise.all([...byServer].map(async ([connection, group]) =>
-      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems, new Set(group))))
+      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems, group)))
     const found = new Map<string, Buffer>()
     for (const items of replies) for (const item of items) found.set(item.key, item.value)
     return found
@@ -447,7 +447,7 @@ export class MemcachedClient {
       connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject, wanted ?? undefined))
     })
     if (!commandChannel.hasSubscribers) return promise
-    const keys = wanted === null ? 0 : typeof wanted === 'object' ? wanted.size : 1
+    const keys = wanted === null ? 0 : typeof wanted === 'object' ? wanted.length : 1
     return traceCommand(trace(verbOf(head), connection, keys, bodySize), promise)
   }
 

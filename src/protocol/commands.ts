@@ -197,13 +197,8 @@ export interface Request {
   fail (error: MemcachedError): void
 }
 
-/** One key, or a set of them for a multi-key retrieval. */
-export type WantedKeys = string | ReadonlySet<string>
-
-function isWanted (wanted: WantedKeys | undefined, key: string): boolean {
-  if (wanted === undefined) return true
-  return typeof wanted === 'string' ? wanted === key : wanted.has(key)
-}
+/** One key, or the distinct keys of a multi-key retrieval in the order they were sent. */
+export type WantedKeys = string | readonly string[]
 
 /** Turns the completing reply into a result, or into the error to reject with. */
 export type Interpret<T> = (reply: Reply, request: SingleRequest<T>, server: string) => T | MemcachedError
@@ -216,6 +211,8 @@ export class SingleRequest<T> implements Request {
   items: Item[] | undefined
   /** STAT lines received so far. */
   stats: Record<string, string> | undefined
+  /** Position in `wanted` of the next key a VALUE may name. */
+  private nextWanted = 0
 
   constructor (
     readonly kind: ReplyKind,
@@ -235,9 +232,26 @@ export class SingleRequest<T> implements Request {
   }
 
   onValue (item: Item): boolean {
-    if (!isWanted(this.wanted, item.key)) return false
+    if (!this.isWanted(item.key)) return false
     if (this.items === undefined) this.items = [item]
     else this.items.push(item)
+    return true
+  }
+
+  /**
+   * memcached answers the keys of a multi-key get in the order they were
+   * sent, misses left out: so a VALUE must name a key further along the list.
+   * (A walk, not a Set: keys decoded from the reply are fresh strings that a
+   * Set would have to hash.)
+   */
+  private isWanted (key: string): boolean {
+    const wanted = this.wanted
+    if (wanted === undefined) return true
+    if (typeof wanted === 'string') return wanted === key
+    let next = this.nextWanted
+    while (next < wanted.length && wanted[next] !== key) next++
+    if (next === wanted.length) return false
+    this.nextWanted = next + 1
     return true
   }
 
