@@ -7,6 +7,7 @@
  * Nothing is built or published while nobody subscribes.
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
+import { traceSettle } from '../protocol/diagnostics.js'
 
 /**
  * How a load ended:
@@ -86,21 +87,8 @@ export function traceStart<T extends object> (channel: Channel<T>, trace: T): vo
   channel.start.publish(trace)
 }
 
-/** The second half of {@link traceStart}: `end` now, `asyncStart`/`asyncEnd` (after `error`) when `promise` settles. */
-export function traceSettle<T extends { error?: unknown }, R> (channel: Channel<T>, trace: T, promise: Promise<R>): Promise<R> {
-  channel.end.publish(trace)
-  return promise.then((result) => {
-    channel.asyncStart.publish(trace)
-    channel.asyncEnd.publish(trace)
-    return result
-  }, (error: unknown) => {
-    trace.error = error
-    channel.error.publish(trace)
-    channel.asyncStart.publish(trace)
-    channel.asyncEnd.publish(trace)
-    throw error
-  })
-}
+/** The second half of {@link traceStart}: the client's own settling helper. */
+export { traceSettle }
 
 /** All four events at once, for a load that needed no I/O. */
 export function traceInstant (trace: SessionLoadTrace): void {

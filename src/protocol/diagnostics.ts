@@ -41,22 +41,38 @@ function bytesOf (result: unknown): number {
   return 0
 }
 
-/** Publishes the events of one command around `promise`; call only when `commandChannel.hasSubscribers`. */
-export function traceCommand<T> (trace: CommandTrace, promise: Promise<T>): Promise<T> {
-  commandChannel.start.publish(trace)
-  commandChannel.end.publish(trace)
+/**
+ * The settling half of a traced operation: `end` now, then `asyncStart` and
+ * `asyncEnd` when `promise` settles, `error` before them when it rejects.
+ * `onResult` fills the context from the result before it is published.
+ * Call `channel.start.publish(trace)` first, and only when `channel.hasSubscribers`.
+ */
+export function traceSettle<T extends { error?: unknown }, R> (
+  channel: diagnosticsChannel.TracingChannel<unknown, T>, trace: T, promise: Promise<R>, onResult?: (trace: T, result: R) => void
+): Promise<R> {
+  channel.end.publish(trace)
   return promise.then((result) => {
-    trace.bytesIn = bytesOf(result)
-    commandChannel.asyncStart.publish(trace)
-    commandChannel.asyncEnd.publish(trace)
+    onResult?.(trace, result)
+    channel.asyncStart.publish(trace)
+    channel.asyncEnd.publish(trace)
     return result
   }, (error: unknown) => {
     trace.error = error
-    commandChannel.error.publish(trace)
-    commandChannel.asyncStart.publish(trace)
-    commandChannel.asyncEnd.publish(trace)
+    channel.error.publish(trace)
+    channel.asyncStart.publish(trace)
+    channel.asyncEnd.publish(trace)
     throw error
   })
+}
+
+function recordBytesIn (trace: CommandTrace, result: unknown): void {
+  trace.bytesIn = bytesOf(result)
+}
+
+/** Publishes the events of one command around `promise`; call only when `commandChannel.hasSubscribers`. */
+export function traceCommand<T> (trace: CommandTrace, promise: Promise<T>): Promise<T> {
+  commandChannel.start.publish(trace)
+  return traceSettle(commandChannel, trace, promise, recordBytesIn)
 }
 
 /** The verb of a request line: `set k 0 0 1\r\n` -> `set`. */
