@@ -253,20 +253,21 @@ export class MemcachedClient {
 
   /** The value stored under `key`, or undefined on a miss. */
   get (key: string): Promise<Buffer | undefined> {
-    const connection = this.route(key)
-    if (connection instanceof MemcachedError) return Promise.reject(connection)
-    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('get', [key]), undefined, 0, asValue, key)
-    const promise = new Promise<Buffer | undefined>((resolve, reject) => connection.sendRetrieval('get', key, itemValue, resolve, reject))
-    return commandChannel.hasSubscribers ? traceCommand(trace('get', connection, 1, 0), promise) : promise
+    return this.retrieve('get', key, itemValue, asValue)
   }
 
   /** The value, flags and cas unique of `key` (for {@link cas}), or undefined on a miss; coalesced like {@link get}. */
   gets (key: string): Promise<CasItem | undefined> {
+    return this.retrieve('gets', key, casItem, asCasItem)
+  }
+
+  /** A single-key retrieval: coalesced with the tick's others, or on its own with `coalesceGets: false`. */
+  private retrieve<T> (verb: 'get' | 'gets', key: string, result: ItemResult<T>, interpret: Interpret<T | undefined>): Promise<T | undefined> {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
-    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine('gets', [key]), undefined, 0, asCasItem, key)
-    const promise = new Promise<CasItem | undefined>((resolve, reject) => connection.sendRetrieval('gets', key, casItem, resolve, reject))
-    return commandChannel.hasSubscribers ? traceCommand(trace('gets', connection, 1, 0), promise) : promise
+    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine(verb, [key]), undefined, 0, interpret, key)
+    const promise = new Promise<T | undefined>((resolve, reject) => connection.sendRetrieval(verb, key, result, resolve, reject))
+    return commandChannel.hasSubscribers ? traceCommand(trace(verb, connection, 1, 0), promise) : promise
   }
 
   /**
