@@ -7,7 +7,7 @@
 
 /** The shape of reply the oldest unanswered command expects. */
 export type ReplyKind =
-  /** get/gets/gat/gats: any number of VALUE blocks, then END */
+  /** get/gets/gat/gats: zero or more VALUE blocks, then END */
   | 'values'
   /** set/add/replace/append/prepend/cas */
   | 'store'
