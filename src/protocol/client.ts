@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
-  SingleRequest, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine, storageLine,
+  SingleRequest, StorageLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
   touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item, type ItemResult, type WantedKeys
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
@@ -335,7 +335,7 @@ export class MemcachedClient {
   }
 
   /** Validates everything before queueing; rejects, never throws. */
-  private store<T> (verb: string, key: string, value: Value, options: StoreOptions | undefined, cas: bigint | undefined, interpret: Interpret<T>): Promise<T> {
+  private store<T> (verb: StorageLine['verb'], key: string, value: Value, options: StoreOptions | undefined, cas: bigint | undefined, interpret: Interpret<T>): Promise<T> {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
     const bytes = valueSize(value)
@@ -347,7 +347,7 @@ export class MemcachedClient {
     const flags = options?.flags ?? 0
     const problem = ttlProblem(ttl) ?? flagsProblem(flags)
     if (problem !== undefined) return Promise.reject(new TypeError(`${PREFIX}${problem}`))
-    return this.request(connection, 'store', storageLine(verb, key, flags, exptime(ttl), bytes, cas), value, bytes, interpret)
+    return this.request(connection, 'store', new StorageLine(verb, key, flags, exptime(ttl), bytes, cas), value, bytes, interpret)
   }
 
   // ---- other commands ----
@@ -443,13 +443,13 @@ export class MemcachedClient {
    * Queues one request. `wanted` names the keys of a retrieval; a server
    * command (no key) passes undefined and counts 0 keys in traces.
    */
-  private request<T> (connection: Connection, kind: ReplyKind, head: string, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: WantedKeys | null): Promise<T> {
+  private request<T> (connection: Connection, kind: ReplyKind, head: string | StorageLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: WantedKeys | null): Promise<T> {
     const promise = new Promise<T>((resolve, reject) => {
       connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject, wanted ?? undefined))
     })
     if (!commandChannel.hasSubscribers) return promise
     const keys = wanted === null ? 0 : typeof wanted === 'object' ? wanted.length : 1
-    return traceCommand(trace(verbOf(head), connection, keys, bodySize), promise)
+    return traceCommand(trace(typeof head === 'string' ? verbOf(head) : head.verb, connection, keys, bodySize), promise)
   }
 
   private onFailure (connection: Connection, error: MemcachedError, consecutive: number): void {

@@ -78,11 +78,40 @@ export function valueSize (value: unknown): number {
   return -1
 }
 
-/** `<verb> <key> <flags> <exptime> <bytes> [<cas>]\r\n` (protocol.txt, "Storage commands"). */
-export function storageLine (verb: string, key: string, flags: number, expiry: number, bytes: number, cas?: bigint): string {
-  return cas === undefined
-    ? `${verb} ${key} ${flags} ${expiry} ${bytes}${CRLF}`
-    : `${verb} ${key} ${flags} ${expiry} ${bytes} ${cas}${CRLF}`
+/**
+ * `<verb> <key> <flags> <exptime> <bytes> [<cas>]\r\n` (protocol.txt,
+ * "Storage commands"), kept as fields and written straight into the batch:
+ * the hottest request line is never built as a string.
+ */
+export class StorageLine {
+  constructor (
+    readonly verb: 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas',
+    readonly key: string,
+    readonly flags: number,
+    readonly expiry: number,
+    readonly bytes: number,
+    readonly cas: bigint | undefined
+  ) {}
+}
+
+const VERBS = new Map(['set', 'add', 'replace', 'append', 'prepend', 'cas'].map((verb) => [verb, Buffer.from(`${verb} `)]))
+
+/** Writes `value` (a non-negative integer) in decimal at `pos`; returns the position after it. */
+function writeDecimal (buf: Buffer, pos: number, value: number): number {
+  let digits = 1
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++
+  for (let at = pos + digits - 1, rest = value; at >= pos; at--, rest = Math.floor(rest / 10)) buf[at] = 48 + (rest % 10)
+  return pos + digits
+}
+
+/** Writes a validated key at `pos` (ASCII byte by byte, else UTF-8); returns the position after it. */
+function writeKey (buf: Buffer, pos: number, key: string): number {
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i)
+    if (code >= 0x80) return pos + buf.write(key, pos, 'utf8')
+    buf[pos + i] = code
+  }
+  return pos + key.length
 }
 
 /** `get|gets <key>*\r\n`. */
@@ -143,6 +172,31 @@ export class RequestBatch {
     this.scratch[this.used++] = 13
     this.scratch[this.used++] = 10
     this.total += 2
+  }
+
+  /** Appends a storage command's line. */
+  storage (line: StorageLine): void {
+    const verb = VERBS.get(line.verb) as Buffer
+    // verb, at most 3 bytes of UTF-8 per UTF-16 unit of the key, three 10-digit numbers, a 20-digit cas, spaces, CRLF
+    this.reserve(verb.length + line.key.length * 3 + 60)
+    const buf = this.scratch
+    let pos = this.used
+    buf.set(verb, pos)
+    pos = writeKey(buf, pos + verb.length, line.key)
+    buf[pos++] = 32
+    pos = writeDecimal(buf, pos, line.flags)
+    buf[pos++] = 32
+    pos = writeDecimal(buf, pos, line.expiry)
+    buf[pos++] = 32
+    pos = writeDecimal(buf, pos, line.bytes)
+    if (line.cas !== undefined) {
+      buf[pos++] = 32
+      pos += buf.write(line.cas.toString(), pos, 'latin1')
+    }
+    buf[pos++] = 13
+    buf[pos++] = 10
+    this.total += pos - this.used
+    this.used = pos
   }
 
   /** The buffers to write, in order; the batch starts empty again. */
@@ -216,7 +270,8 @@ export class SingleRequest<T> implements Request {
 
   constructor (
     readonly kind: ReplyKind,
-    private readonly head: string,
+    /** The request line: a string, or a storage command's fields. */
+    readonly head: string | StorageLine,
     private readonly body: Buffer | Uint8Array | string | undefined,
     private readonly bodySize: number,
     private readonly interpret: Interpret<T>,
@@ -227,7 +282,8 @@ export class SingleRequest<T> implements Request {
   ) {}
 
   encode (batch: RequestBatch): void {
-    batch.line(this.head)
+    if (typeof this.head === 'string') batch.line(this.head)
+    else batch.storage(this.head)
     if (this.body !== undefined) batch.value(this.body, this.bodySize)
   }
 
