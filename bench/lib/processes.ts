@@ -5,7 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { once } from 'node:events'
-import net from 'node:net'
+import { canConnect, freePort } from '../../test/helpers/ports.js'
 
 const children = new Set<ChildProcess>()
 
@@ -63,26 +63,7 @@ export function killAll (): void {
 
 process.on('exit', killAll)
 
-/** A TCP port free on 127.0.0.1 when asked (a caller retries on a race). */
-export async function freePort (): Promise<number> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  server.close()
-  await once(server, 'close')
-  if (address === null || typeof address === 'string') throw new Error('no free port')
-  return address.port
-}
-
-/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
-export async function canConnect (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port })
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => { resolve(false) })
-  })
-}
+export { canConnect, freePort }
 
 export async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))

@@ -2,7 +2,9 @@
 // stops exactly the processes it started, by pid.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import net from 'node:net'
+import { canConnect, freePort } from './ports.js'
+
+export { freePort }
 
 const INSTALL_HINT = 'memcached is not installed. Install it with: sudo apt-get update && sudo apt-get install -y memcached ' +
   '(macOS: brew install memcached), or run `npm run setup`.'
@@ -17,26 +19,6 @@ function memcachedBinary (): string {
   const path = found.stdout.trim()
   if (found.status !== 0 || path === '') throw new Error(INSTALL_HINT)
   return path
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked; the caller retries on a race). */
-export async function freePort (): Promise<number> {
-  const server = net.createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address()
-  server.close()
-  await once(server, 'close')
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
-
-async function canConnect (port: number): Promise<boolean> {
-  return await new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port })
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => { resolve(false) })
-  })
 }
 
 export interface MemcachedOptions {
