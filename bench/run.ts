@@ -36,7 +36,7 @@ function writeResults (config: BenchConfig, result: BenchResult): string[] {
   const svg = renderSvg(result)
   // latest.* is the last run; quick.* / full.* keep the last run of each mode
   // (of both suites) side by side.
-  const names = result.client !== undefined && result.http !== undefined ? ['latest', result.mode] : ['latest']
+  const names = result.client !== undefined && result.http !== undefined && config.only === undefined ? ['latest', result.mode] : ['latest']
   const files = names.flatMap((name): Array<[string, string]> => [[`${name}.json`, json], [`${name}.md`, markdown], [`${name}.svg`, svg]])
   return files.map(([name, text]) => {
     const file = path.join(config.outDir, name)
@@ -84,7 +84,7 @@ async function main (): Promise<void> {
   }
   try {
     if (config.suites.includes('client')) {
-      result.client = await runClientSuite({ host: '127.0.0.1', port: memcached.port, address: memcached.address }, config.client)
+      result.client = await runClientSuite({ host: '127.0.0.1', port: memcached.port, address: memcached.address }, config.client, config.only)
       result.targets.push(...clientTargets(result.client))
     }
     if (config.suites.includes('http')) {

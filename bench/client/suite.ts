@@ -175,22 +175,27 @@ async function smokeTest (driver: Driver, value: Buffer): Promise<void> {
   await driver.getMulti(MULTI_KEY_LIST)
 }
 
-export async function runClientSuite (server: { host: string, port: number, address: string }, timing: Timing): Promise<ClientSuiteResult> {
+export async function runClientSuite (server: { host: string, port: number, address: string }, timing: Timing, only?: ReadonlySet<string>): Promise<ClientSuiteResult> {
+  const scenarios = CLIENT_SCENARIOS.filter((scenario) => only?.has(scenario.id) ?? true)
   const value = benchValue()
   progress(`client: preloading ${KEY_COUNT * 2} items of ${VALUE_BYTES} bytes`)
   await preload(server.address, value)
-  const drivers = createDrivers(server.address)
+  const every = createDrivers(server.address)
+  // Naming clients in `only` narrows the peers too; the ceiling always runs.
+  const named = every.filter((driver) => only?.has(driver.id) ?? false)
+  const drivers = named.length > 0 ? named : every
+  await Promise.all(every.filter((driver) => !drivers.includes(driver)).map(async (driver) => await driver.close()))
   const raw = await RawPipeline.connect(server.host, server.port)
   const samples: ClientSample[] = []
   const budget = new RetryBudget(timing.retries, timing.retryBudgetMs)
   try {
     for (const driver of drivers) await smokeTest(driver, value)
-    for (const scenario of CLIENT_SCENARIOS) await raw.verify(rawRequest(scenario, value))
-    const total = timing.rounds * CLIENT_SCENARIOS.length
+    for (const scenario of scenarios) await raw.verify(rawRequest(scenario, value))
+    const total = timing.rounds * scenarios.length
     const estimate = total * (drivers.length + 1) * (timing.warmupMs + timing.windowMs) / 1000
-    progress(`client: ${timing.rounds} rounds x ${CLIENT_SCENARIOS.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(estimate)} s)`)
+    progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(estimate)} s)`)
     for (let round = 1; round <= timing.rounds; round++) {
-      for (const scenario of CLIENT_SCENARIOS) {
+      for (const scenario of scenarios) {
         const line: string[] = []
         const contenders: Array<Driver | undefined> = [undefined, ...drivers.filter((driver) => driver.ops.has(scenario.op))]
         // Rotate the order each round so no client always runs first or last.
@@ -219,18 +224,18 @@ export async function runClientSuite (server: { host: string, port: number, addr
   return {
     valueBytes: VALUE_BYTES,
     timing,
-    scenarios: CLIENT_SCENARIOS,
+    scenarios,
     clients,
     samples,
-    summary: summarize(samples, clients),
+    summary: summarize(samples, scenarios, clients),
     retried: budget.used,
     medianForeignCores: median(foreign)
   }
 }
 
-function summarize (all: readonly ClientSample[], clients: readonly ClientInfo[]): ClientSummary[] {
+function summarize (all: readonly ClientSample[], scenarios: readonly ClientScenario[], clients: readonly ClientInfo[]): ClientSummary[] {
   const summary: ClientSummary[] = []
-  for (const scenario of CLIENT_SCENARIOS) {
+  for (const scenario of scenarios) {
     const of = (client: string): ClientSample[] => undisturbed(all.filter((s) => s.scenario === scenario.id && s.client === client))
     const medianOf = (client: string, pick: (s: ClientSample) => number): number | undefined => {
       const values = of(client).map(pick)

@@ -29,11 +29,20 @@ export interface BenchConfig {
   }
   /** Where latest.{json,md,svg} go. */
   outDir: string
+  /**
+   * Only these client scenario ids (e.g. `set-128`) and HTTP variant ids
+   * (e.g. `ours-memory`); undefined runs all. For working on one figure:
+   * a filtered run writes latest.* only, never quick.* / full.*.
+   */
+  only: ReadonlySet<string> | undefined
 }
 
-const USAGE = `usage: npm run bench -- [--quick] [--only=client|http] [--rounds=N] [--out=DIR]
+const USAGE = `usage: npm run bench -- [--quick] [--only=client|http] [--cases=A,B] [--rounds=N] [--out=DIR]
   --quick      short windows (under 3 minutes in all)
   --only=X     run only the client or only the http suite
+  --cases=A,B  run only these client scenarios (get-128, set-128, mget-16, ...)
+               and HTTP variants (none, ours-memcached, ours-memory, ...); naming
+               clients (ours, ours-nocoalesce, memjs, ...) narrows the peers too
   --rounds=N   interleaved rounds (default 3 quick, 5 full)
   --out=DIR    results directory (default bench/results)`
 
@@ -42,6 +51,7 @@ export function parseArgs (argv: readonly string[]): BenchConfig {
   let quick = false
   let suites: Suite[] = ['client', 'http']
   let rounds: number | undefined
+  let only: Set<string> | undefined
   // build/bench/lib -> the repository's bench/results
   let outDir = path.resolve(__dirname, '../../../bench/results')
   for (const arg of argv) {
@@ -49,6 +59,7 @@ export function parseArgs (argv: readonly string[]): BenchConfig {
     if (name === '--quick') quick = true
     else if (name === '--only' && (value === 'client' || value === 'http')) suites = [value]
     else if (name === '--rounds' && value !== undefined && /^[1-9][0-9]?$/.test(value)) rounds = Number(value)
+    else if (name === '--cases' && value !== undefined && value !== '') only = new Set(value.split(','))
     else if (name === '--out' && value !== undefined && value !== '') outDir = path.resolve(value)
     else if (name === '--help' || name === '-h') throw new Error(USAGE)
     else throw new Error(`unknown argument ${JSON.stringify(arg)}\n${USAGE}`)
@@ -66,6 +77,7 @@ export function parseArgs (argv: readonly string[]): BenchConfig {
       connections: 32,
       sessions: 100
     },
-    outDir
+    outDir,
+    only
   }
 }
