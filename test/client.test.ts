@@ -209,6 +209,31 @@ describe('bad input never reaches the wire', () => {
     }
   })
 
+  test('UTF-8 keys are matched byte for byte in every retrieval, misses among them', async () => {
+    // Replies are matched against the sent keys without decoding them: keys
+    // that differ only after a multi-byte character must not be confused.
+    const keys = ['é'.repeat(125), 'clé:✓', 'clé:✗', 'cle:x', '😀', 'a😀b', 'a😀c']
+    const missing = ['clé:?', 'a😀d']
+    for (const key of keys) await client.set(key, `value of ${key}`)
+    for (const key of missing) await client.delete(key)
+    const asked = [...keys, ...missing].sort()
+    const found = await client.getMulti(asked)
+    assert.deepEqual([...found].map(([key, value]) => [key, value.toString()]).sort(), keys.map((key) => [key, `value of ${key}`]).sort())
+    const coalesced = await Promise.all(asked.map(async (key) => (await client.get(key))?.toString()))
+    assert.deepEqual(coalesced, asked.map((key) => keys.includes(key) ? `value of ${key}` : undefined))
+    const single = new MemcachedClient({ servers: [server.address], coalesceGets: false })
+    try {
+      for (const key of asked) {
+        const expected = keys.includes(key) ? `value of ${key}` : undefined
+        assert.equal((await single.get(key))?.toString(), expected, `get ${key}`)
+        assert.equal((await single.gets(key))?.value.toString(), expected, `gets ${key}`)
+        assert.equal((await single.gat(key, 0))?.toString(), expected, `gat ${key}`)
+      }
+    } finally {
+      await single.close()
+    }
+  })
+
   test('methods return rejected promises, never throw synchronously', () => {
     const calls: Array<() => Promise<unknown>> = [
       () => client.get('a b'), () => client.set('k', 5 as unknown as string), () => client.incr('k', -1),

@@ -14,8 +14,15 @@ type Event =
 /** Records what the parser emits; `kinds` are the commands in flight, oldest first. */
 class RecordingSink implements ParserSink {
   readonly events: Event[] = []
+  /** Keys the command in flight never asked for. */
+  readonly unasked = new Set<string>()
   constructor (private readonly kinds: ReplyKind[]) {}
   expecting (): ReplyKind | undefined { return this.kinds[0] }
+  valueKey (buf: Buffer, start: number, end: number): string | undefined {
+    const key = buf.toString('utf8', start, end)
+    return this.unasked.has(key) ? undefined : key
+  }
+
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void {
     this.events.push({ value: [key, flags, value.toString('latin1'), cas?.toString()] })
   }
@@ -175,6 +182,17 @@ test('parser: a VALUE larger than maxValue is refused before allocating', () => 
   const parser = new ReplyParser(sink, { maxLine: 64, maxValue: 1024 })
   parser.feed(Buffer.from('VALUE k 0 4000000000\r\n'))
   assert.deepEqual(sink.events, [{ protocolError: 'VALUE of 4000000000 bytes exceeds the 1024-byte limit' }])
+})
+
+test('parser: a VALUE for a key the command never asked for is a protocol error before its data is read', () => {
+  const sink = new RecordingSink(['values'])
+  sink.unasked.add('other')
+  const parser = new ReplyParser(sink, LIMITS)
+  parser.feed(Buffer.from('VALUE mine 0 1\r\na\r\nVALUE other 0 3\r\nabc\r\nEND\r\n'))
+  assert.deepEqual(sink.events, [
+    { value: ['mine', 0, 'a', undefined] },
+    { protocolError: 'VALUE for key "other" that was not requested' }
+  ])
 })
 
 test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {

@@ -6,8 +6,8 @@
 import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
-  SingleRequest, StorageLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
-  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type Item, type ItemResult, type WantedKeys
+  MultiGet, SingleRequest, StorageLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
+  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type ItemResult, type WantedKeys
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
 import { commandChannel, traceCommand, verbOf, type CommandTrace } from './diagnostics.js'
@@ -110,9 +110,6 @@ const asCasItem: Interpret<CasItem | undefined> = (reply, request, server) => {
   const item = request.items?.[0]
   return item === undefined ? undefined : casItem(item, false)
 }
-
-const asItems: Interpret<Item[]> = (reply, request, server) =>
-  reply.type === 'end' ? request.items ?? [] : replyError(reply, server)
 
 const asVoid: Interpret<undefined> = (reply, _request, server) =>
   status(reply) === 'STORED' || status(reply) === 'OK' ? undefined : replyError(reply, server)
@@ -275,19 +272,35 @@ export class MemcachedClient {
    * parallel. Misses are absent from the map. One invalid key rejects the whole call.
    */
   async getMulti (keys: readonly string[]): Promise<Map<string, Buffer>> {
-    const byServer = new Map<Connection, string[]>()
-    for (const key of new Set(keys)) {
+    const groups = this.groupByServer(keys)
+    if (groups instanceof MemcachedError) throw groups
+    const found = new Map<string, Buffer>()
+    if (groups.size === 1) {
+      const [[connection, group]] = groups
+      await this.multiGet(connection, group, found)
+    } else {
+      await Promise.all([...groups].map(async ([connection, group]) => await this.multiGet(connection, group, found)))
+    }
+    return found
+  }
+
+  /** The distinct keys per server, in the caller's order; an error for the first key that cannot be sent. */
+  private groupByServer (keys: readonly string[]): Map<Connection, string[]> | MemcachedError {
+    const groups = new Map<Connection, string[]>()
+    const distinct = keys.length === 1 ? keys : new Set(keys)
+    for (const key of distinct) {
       const connection = this.route(key)
-      if (connection instanceof MemcachedError) throw connection
-      const group = byServer.get(connection)
-      if (group === undefined) byServer.set(connection, [key])
+      if (connection instanceof MemcachedError) return connection
+      const group = groups.get(connection)
+      if (group === undefined) groups.set(connection, [key])
       else group.push(key)
     }
-    const replies = await Promise.all([...byServer].map(async ([connection, group]) =>
-      await this.request(connection, 'values', retrievalLine('get', group), undefined, 0, asItems, group)))
-    const found = new Map<string, Buffer>()
-    for (const items of replies) for (const item of items) found.set(item.key, item.value)
-    return found
+    return groups
+  }
+
+  private multiGet (connection: Connection, keys: readonly string[], found: Map<string, Buffer>): Promise<void> {
+    const promise = new Promise<void>((resolve, reject) => connection.send(new MultiGet(keys, found, resolve, reject)))
+    return commandChannel.hasSubscribers ? traceCommand(trace('get', connection, keys.length, 0), promise) : promise
   }
 
   /** Get and touch: the value of `key` (undefined on a miss), its expiry reset to `ttl` seconds. */

@@ -174,6 +174,24 @@ export class RequestBatch {
     this.total += 2
   }
 
+  /** Appends `get|gets <key>*\r\n`, the keys written straight from the caller's strings. */
+  retrieval (verb: 'get' | 'gets', keys: readonly string[]): void {
+    let bytes = verb.length + 2
+    for (const key of keys) bytes += key.length * 3 + 1
+    this.reserve(bytes)
+    const buf = this.scratch
+    let pos = this.used
+    for (let i = 0; i < verb.length; i++) buf[pos++] = verb.charCodeAt(i)
+    for (const key of keys) {
+      buf[pos++] = 32
+      pos = writeKey(buf, pos, key)
+    }
+    buf[pos++] = 13
+    buf[pos++] = 10
+    this.total += pos - this.used
+    this.used = pos
+  }
+
   /** Appends a storage command's line. */
   storage (line: StorageLine): void {
     const verb = VERBS.get(line.verb) as Buffer
@@ -244,11 +262,40 @@ export interface Request {
   /** When the oldest caller times out, in `performance.now()` ms. */
   deadline: number
   encode (batch: RequestBatch): void
-  /** A VALUE block; false when this request never asked for that key. */
-  onValue (item: Item): boolean
+  /**
+   * The key of a VALUE line, the bytes `buf[start, end)`, as this request's
+   * caller spelled it; undefined when this request never asked for it.
+   */
+  claim (buf: Buffer, start: number, end: number): string | undefined
+  /** A VALUE block for a key that {@link claim} returned. */
+  onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void
   onStat (name: string, value: string): void
   complete (reply: Reply, server: string): void
   fail (error: MemcachedError): void
+}
+
+/** Whether the bytes `buf[start, end)` are the UTF-8 encoding of `key`. */
+export function isKeyAt (buf: Buffer, start: number, end: number, key: string): boolean {
+  // UTF-8 never takes fewer bytes than UTF-16 code units.
+  if (end - start < key.length) return false
+  for (let i = 0; i < key.length; i++) {
+    if (key.charCodeAt(i) >= 0x80) return buf.toString('utf8', start, end) === key
+    if (buf[start + i] !== key.charCodeAt(i)) return false
+  }
+  return end - start === key.length
+}
+
+/**
+ * memcached answers the keys of a multi-key get in the order they were
+ * sent, misses left out: so a VALUE must name a key at `from` or further
+ * along. Returns the position of that key in `keys`, or -1. Comparing bytes
+ * with the caller's own strings means no key is decoded and none hashed.
+ */
+export function nextKeyAt (keys: readonly string[], from: number, buf: Buffer, start: number, end: number): number {
+  for (let i = from; i < keys.length; i++) {
+    if (isKeyAt(buf, start, end, keys[i] as string)) return i
+  }
+  return -1
 }
 
 /** One key, or the distinct keys of a multi-key retrieval in the order they were sent. */
@@ -287,28 +334,20 @@ export class SingleRequest<T> implements Request {
     if (this.body !== undefined) batch.value(this.body, this.bodySize)
   }
 
-  onValue (item: Item): boolean {
-    if (!this.isWanted(item.key)) return false
-    if (this.items === undefined) this.items = [item]
-    else this.items.push(item)
-    return true
+  claim (buf: Buffer, start: number, end: number): string | undefined {
+    const wanted = this.wanted
+    if (wanted === undefined) return buf.toString('utf8', start, end)
+    if (typeof wanted === 'string') return isKeyAt(buf, start, end, wanted) ? wanted : undefined
+    const at = nextKeyAt(wanted, this.nextWanted, buf, start, end)
+    if (at < 0) return undefined
+    this.nextWanted = at + 1
+    return wanted[at]
   }
 
-  /**
-   * memcached answers the keys of a multi-key get in the order they were
-   * sent, misses left out: so a VALUE must name a key further along the list.
-   * (A walk, not a Set: keys decoded from the reply are fresh strings that a
-   * Set would have to hash.)
-   */
-  private isWanted (key: string): boolean {
-    const wanted = this.wanted
-    if (wanted === undefined) return true
-    if (typeof wanted === 'string') return wanted === key
-    let next = this.nextWanted
-    while (next < wanted.length && wanted[next] !== key) next++
-    if (next === wanted.length) return false
-    this.nextWanted = next + 1
-    return true
+  onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
+    const item: Item = { key, value, flags, cas }
+    if (this.items === undefined) this.items = [item]
+    else this.items.push(item)
   }
 
   onStat (name: string, value: string): void {
@@ -350,17 +389,23 @@ export class GetBatch<T> implements Request {
   deadline = 0
   callers = 0
   private readonly waiting = new Map<string, GetWaiter<T>>()
+  /** The distinct keys, in the order they are sent. */
+  private readonly keys: string[] = []
+  /** Position in `keys` of the next key a VALUE may name. */
+  private nextKey = 0
 
   constructor (readonly verb: 'get' | 'gets', private readonly result: ItemResult<T>) {}
 
   /** Whether another distinct key still fits. */
-  get full (): boolean { return this.waiting.size >= MAX_BATCH_KEYS }
+  get full (): boolean { return this.keys.length >= MAX_BATCH_KEYS }
 
   add (key: string, resolve: GetWaiter<T>['resolve'], reject: GetWaiter<T>['reject']): void {
     const first = this.waiting.get(key)
     const waiter: GetWaiter<T> = { resolve, reject, next: undefined }
-    if (first === undefined) this.waiting.set(key, waiter)
-    else {
+    if (first === undefined) {
+      this.waiting.set(key, waiter)
+      this.keys.push(key)
+    } else {
       waiter.next = first.next
       first.next = waiter
     }
@@ -368,17 +413,23 @@ export class GetBatch<T> implements Request {
   }
 
   encode (batch: RequestBatch): void {
-    batch.line(retrievalLine(this.verb, [...this.waiting.keys()]))
+    batch.retrieval(this.verb, this.keys)
   }
 
-  onValue (item: Item): boolean {
-    let waiter = this.waiting.get(item.key)
-    if (waiter === undefined) return false
-    this.waiting.delete(item.key)
+  claim (buf: Buffer, start: number, end: number): string | undefined {
+    const at = nextKeyAt(this.keys, this.nextKey, buf, start, end)
+    if (at < 0) return undefined
+    this.nextKey = at + 1
+    return this.keys[at]
+  }
+
+  onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
+    let waiter = this.waiting.get(key) as GetWaiter<T>
+    this.waiting.delete(key)
+    const item: Item = { key, value, flags, cas }
     waiter.resolve(this.result(item, false))
     // Callers of the same key get their own copy, so one cannot change another's.
-    for (waiter = waiter.next; waiter !== undefined; waiter = waiter.next) waiter.resolve(this.result(item, true))
-    return true
+    for (waiter = waiter.next as GetWaiter<T>; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.resolve(this.result(item, true))
   }
 
   onStat (): void {}
@@ -401,6 +452,52 @@ export class GetBatch<T> implements Request {
       for (; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.resolve(undefined)
     }
     this.waiting.clear()
+  }
+}
+
+/**
+ * One server's share of a `getMulti`: a multi-key `get` whose hits go
+ * straight into the map the caller receives (shared by every server's share).
+ */
+export class MultiGet implements Request {
+  readonly kind = 'values'
+  readonly callers = 1
+  deadline = 0
+  /** Position in `keys` of the next key a VALUE may name. */
+  private nextKey = 0
+
+  constructor (
+    /** Distinct keys, in the order they are sent. */
+    private readonly keys: readonly string[],
+    private readonly found: Map<string, Buffer>,
+    private readonly resolve: () => void,
+    private readonly reject: (error: MemcachedError) => void
+  ) {}
+
+  encode (batch: RequestBatch): void {
+    batch.retrieval('get', this.keys)
+  }
+
+  claim (buf: Buffer, start: number, end: number): string | undefined {
+    const at = nextKeyAt(this.keys, this.nextKey, buf, start, end)
+    if (at < 0) return undefined
+    this.nextKey = at + 1
+    return this.keys[at]
+  }
+
+  onValue (key: string, value: Buffer): void {
+    this.found.set(key, value)
+  }
+
+  onStat (): void {}
+
+  complete (reply: Reply, server: string): void {
+    if (reply.type === 'end') this.resolve()
+    else this.reject(replyError(reply, server))
+  }
+
+  fail (error: MemcachedError): void {
+    this.reject(error)
   }
 }
 

@@ -290,9 +290,12 @@ export class Connection implements ParserSink {
     return this.inflight.peek()?.kind
   }
 
+  valueKey (buf: Buffer, start: number, end: number): string | undefined {
+    return (this.inflight.peek() as Request).claim(buf, start, end)
+  }
+
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void {
-    const request = this.inflight.peek() as Request
-    if (!request.onValue({ key, value, flags, cas })) this.onProtocolError(`VALUE for key ${JSON.stringify(key)} that was not requested`)
+    (this.inflight.peek() as Request).onValue(key, value, flags, cas)
   }
 
   onStat (name: string, value: string): void {
@@ -394,7 +397,8 @@ class ProbeRequest implements Request {
   deadline = 0
   constructor (private readonly resolve: (answered: boolean) => void) {}
   encode (batch: RequestBatch): void { batch.line('version\r\n') }
-  onValue (): boolean { return false }
+  claim (): undefined { return undefined }
+  onValue (): void {}
   onStat (): void {}
   complete (reply: Reply): void { this.resolve(reply.type === 'version') }
   fail (): void { this.resolve(false) }

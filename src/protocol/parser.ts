@@ -37,8 +37,14 @@ export interface ParserSink {
   /** The reply kind of the oldest unanswered command; undefined when nothing is in flight. */
   expecting (): ReplyKind | undefined
   /**
-   * One VALUE block of a retrieval reply. `value` may be a view of the chunk
-   * that was fed (no copy); nothing else ever writes to that memory.
+   * The key of a VALUE line, the bytes `buf[start, end)`, as the command in
+   * flight asked for it; undefined when it never did (a protocol error).
+   */
+  valueKey (buf: Buffer, start: number, end: number): string | undefined
+  /**
+   * One VALUE block of a retrieval reply, `key` as {@link valueKey} returned
+   * it. `value` may be a view of the chunk that was fed (no copy); nothing
+   * else ever writes to that memory.
    */
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void
   /** One STAT line of a stats reply. */
@@ -305,8 +311,9 @@ export class ReplyParser {
    * Parsed byte by byte: this runs once per value, the hottest line there is.
    */
   private valueHeader (buf: Buffer, start: number, end: number): void {
-    const keyEnd = buf.indexOf(SPACE, start)
-    if (keyEnd <= start || keyEnd >= end) return this.fail('malformed VALUE line')
+    let keyEnd = start
+    while (keyEnd < end && buf[keyEnd] !== SPACE) keyEnd++
+    if (keyEnd === start || keyEnd === end) return this.fail('malformed VALUE line')
     const flagsEnd = digitsEnd(buf, keyEnd + 1, end, 10)
     const sizeEnd = flagsEnd > 0 && buf[flagsEnd] === SPACE ? digitsEnd(buf, flagsEnd + 1, end, 10) : -1
     if (sizeEnd < 0 || (sizeEnd < end && buf[sizeEnd] !== SPACE)) return this.fail('malformed VALUE line')
@@ -319,7 +326,9 @@ export class ReplyParser {
       if (digitsEnd(buf, sizeEnd + 1, end, 20) !== end) return this.fail('malformed cas in VALUE line')
       cas = BigInt(buf.toString('latin1', sizeEnd + 1, end))
     }
-    this.valueKey = buf.toString('utf8', start, keyEnd)
+    const key = this.sink.valueKey(buf, start, keyEnd)
+    if (key === undefined) return this.fail(`VALUE for key ${JSON.stringify(buf.toString('utf8', start, keyEnd))} that was not requested`)
+    this.valueKey = key
     this.valueFlags = flags
     this.valueCas = cas
     this.valueSize = size

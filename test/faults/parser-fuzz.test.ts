@@ -23,6 +23,11 @@ class FuzzSink implements ParserSink {
     return KINDS[Math.floor(this.random() * KINDS.length)]
   }
 
+  valueKey (buf: Buffer, start: number, end: number): string | undefined {
+    this.check()
+    return buf.toString('utf8', start, end)
+  }
+
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void {
     this.check()
     assert.ok(value.length <= LIMITS.maxValue)
