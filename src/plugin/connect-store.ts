@@ -9,6 +9,7 @@
  * class in and gets a store class derived from it. Without it the store
  * derives from `EventEmitter`, which is all `@fastify/session` needs.
  */
+import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { MemcachedClient, type ServerHealth } from '../protocol/client.js'

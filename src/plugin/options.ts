@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer'
 import type { MemcachedClient } from '../protocol/client.js'
 import type { SessionStore } from './stores/store.js'
 

@@ -3,6 +3,7 @@
  * queued, routes each key to a server by ketama, and ejects servers that keep
  * failing until a probe finds them answering again.
  */
+import { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {

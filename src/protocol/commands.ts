@@ -4,6 +4,7 @@
  * caller passes can add a line); values never are: they are copied into the
  * outgoing batch as bytes.
  */
+import { Buffer } from 'node:buffer'
 import { MemcachedError } from './errors.js'
 import type { Reply, ReplyKind } from './parser.js'
 

@@ -4,6 +4,7 @@
  * patching anything. Nothing is built or published while nobody subscribes.
  * Payloads carry sizes and counts, never keys' values.
  */
+import { Buffer } from 'node:buffer'
 import diagnosticsChannel from 'node:diagnostics_channel'
 
 /** The context object of every event of {@link commandChannel}. */

@@ -4,6 +4,8 @@
  * at any byte; the parser keeps at most one partial line (bounded by
  * `maxLine`) and one value in progress (bounded by `maxValue`).
  */
+// The global Buffer is a getter on globalThis: hot paths read it as an import.
+import { Buffer } from 'node:buffer'
 
 /** The shape of reply the oldest unanswered command expects. */
 export type ReplyKind =
@@ -124,13 +126,6 @@ function digitsEnd (buf: Buffer, start: number, end: number, maxDigits: number):
   return pos === start ? -1 : pos
 }
 
-/** The value of the digits in [start, end), at most 10 of them (exact in a double). */
-function decimal (buf: Buffer, start: number, end: number): number {
-  let value = 0
-  for (let pos = start; pos < end; pos++) value = value * 10 + (buf[pos] as number) - 48
-  return value
-}
-
 export class ReplyParser {
   /** Bytes of a line whose LF has not arrived yet. */
   private partialLine: Buffer | undefined
@@ -144,6 +139,8 @@ export class ReplyParser {
   /** Bytes of `value` plus its trailing CRLF received so far. */
   private valueFilled = 0
   private failed = false
+  /** Where the digits read by the last {@link number} end. */
+  private numberEnd = 0
 
   constructor (private readonly sink: ParserSink, private readonly limits: ParserLimits) {}
 
@@ -193,10 +190,12 @@ export class ReplyParser {
   }
 
   private consume (buf: Buffer, start: number): void {
+    // Read once per chunk, not per value: `buf.buffer` is a C++ call.
+    const array = buf.buffer
     let pos = start
     while (pos < buf.length && !this.failed) {
       if (this.valueSize >= 0) {
-        pos = this.fillValue(buf, pos)
+        pos = this.fillValue(buf, array, pos)
         continue
       }
       const lf = buf.indexOf(LF, pos)
@@ -220,9 +219,9 @@ export class ReplyParser {
   /**
    * Reads the value in progress and the CRLF after it; returns the new
    * position. A value that lies whole in this chunk is handed out as a view
-   * of it, without a copy; one split across chunks is copied into its own buffer.
+   * of it (of `array`, its memory), without a copy; one split across chunks is copied into its own buffer.
    */
-  private fillValue (buf: Buffer, pos: number): number {
+  private fillValue (buf: Buffer, array: ArrayBufferLike, pos: number): number {
     const size = this.valueSize
     if (this.valueFilled === 0 && buf.length - pos >= size + 2) {
       if (buf[pos + size] !== CR || buf[pos + size + 1] !== LF) {
@@ -230,7 +229,7 @@ export class ReplyParser {
         return buf.length
       }
       this.valueSize = -1
-      this.sink.onValue(this.valueKey, this.valueFlags, buf.subarray(pos, pos + size), this.valueCas)
+      this.sink.onValue(this.valueKey, this.valueFlags, Buffer.from(array, buf.byteOffset + pos, size), this.valueCas)
       return pos + size + 2
     }
     const value = this.value ??= Buffer.allocUnsafe(size)
@@ -314,14 +313,12 @@ export class ReplyParser {
     let keyEnd = start
     while (keyEnd < end && buf[keyEnd] !== SPACE) keyEnd++
     if (keyEnd === start || keyEnd === end) return this.fail('malformed VALUE line')
-    const flagsEnd = digitsEnd(buf, keyEnd + 1, end, 10)
-    const sizeEnd = flagsEnd > 0 && buf[flagsEnd] === SPACE ? digitsEnd(buf, flagsEnd + 1, end, 10) : -1
-    if (sizeEnd < 0 || (sizeEnd < end && buf[sizeEnd] !== SPACE)) return this.fail('malformed VALUE line')
-    const flags = decimal(buf, keyEnd + 1, flagsEnd)
-    const size = decimal(buf, flagsEnd + 1, sizeEnd)
-    if (flags > 0xffffffff) return this.fail('malformed VALUE line')
+    const flags = this.number(buf, keyEnd + 1, end)
+    const size = flags >= 0 && this.numberEnd < end ? this.number(buf, this.numberEnd + 1, end) : -1
+    if (size < 0 || flags > 0xffffffff) return this.fail('malformed VALUE line')
     if (size > this.limits.maxValue) return this.fail(`VALUE of ${size} bytes exceeds the ${this.limits.maxValue}-byte limit`)
     let cas: bigint | undefined
+    const sizeEnd = this.numberEnd
     if (sizeEnd < end) {
       if (digitsEnd(buf, sizeEnd + 1, end, 20) !== end) return this.fail('malformed cas in VALUE line')
       cas = BigInt(buf.toString('latin1', sizeEnd + 1, end))
@@ -333,6 +330,25 @@ export class ReplyParser {
     this.valueCas = cas
     this.valueSize = size
     this.valueFilled = 0
+  }
+
+  /**
+   * The value of 1 to 10 ASCII digits at `start`, ending at a space or at
+   * `end` (exact in a double); -1 when there are none. Leaves where they end
+   * in `numberEnd`, so nothing is allocated to return two values.
+   */
+  private number (buf: Buffer, start: number, end: number): number {
+    let value = 0
+    let pos = start
+    for (; pos < end; pos++) {
+      const byte = buf[pos] as number
+      if (byte === SPACE) break
+      if (byte < 48 || byte > 57) return -1
+      value = value * 10 + byte - 48
+    }
+    if (pos === start || pos - start > 10) return -1
+    this.numberEnd = pos
+    return value
   }
 
   private fail (message: string): void {

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer'
 import { MemcachedError } from '../../protocol/errors.js'
 import type { CasResult, ServerHealth } from '../../protocol/client.js'
 import type { SessionStore, StoredRecord } from './store.js'
