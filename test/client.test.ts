@@ -114,13 +114,24 @@ describe('storage and retrieval', () => {
     assert.equal(await client.get('del'), undefined)
   })
 
-  test('getMulti returns hits only, deduplicates keys', async () => {
+  test('getMulti returns hits only, each key once however often it was asked', async () => {
     await client.set('m1', 'one')
     await client.set('m2', 'two')
     await client.delete('m3')
-    const found = await client.getMulti(['m1', 'm2', 'm3', 'm1'])
+    const found = await client.getMulti(['m1', 'm2', 'm3', 'm1', 'm3', 'm1'])
     assert.deepEqual([...found.entries()].map(([key, value]) => [key, value.toString()]).sort(), [['m1', 'one'], ['m2', 'two']])
     assert.equal((await client.getMulti([])).size, 0)
+  })
+
+  test('getMulti asks for the keys as they were at the call, even if the caller changes its array before the flush', async () => {
+    await client.set('m1', 'one')
+    await client.set('m2', 'two')
+    const keys = ['m1', 'm2']
+    const pending = client.getMulti(keys)
+    keys[0] = 'changed'
+    keys.push('added')
+    const found = await pending
+    assert.deepEqual([...found.keys()].sort(), ['m1', 'm2'])
   })
 })
 

@@ -272,24 +272,38 @@ export class MemcachedClient {
    * The values of many keys: one multi-key `get` per server, all servers in
    * parallel. Misses are absent from the map. One invalid key rejects the whole call.
    */
-  async getMulti (keys: readonly string[]): Promise<Map<string, Buffer>> {
+  getMulti (keys: readonly string[]): Promise<Map<string, Buffer>> {
     const groups = this.groupByServer(keys)
-    if (groups instanceof MemcachedError) throw groups
+    if (groups instanceof MemcachedError) return Promise.reject(groups)
     const found = new Map<string, Buffer>()
     if (groups.size === 1) {
       const [[connection, group]] = groups
-      await this.multiGet(connection, group, found)
-    } else {
-      await Promise.all([...groups].map(async ([connection, group]) => await this.multiGet(connection, group, found)))
+      return this.multiGet(connection, group, found)
     }
-    return found
+    return Promise.all([...groups].map(async ([connection, group]) => await this.multiGet(connection, group, found))).then(() => found)
   }
 
-  /** The distinct keys per server, in the caller's order; an error for the first key that cannot be sent. */
+  /**
+   * The keys per server, in the caller's order; an error for the first key
+   * that cannot be sent. Repeated keys are not removed: hashing every key to
+   * find them would cost more than the rare repeat, and the map that
+   * {@link getMulti} returns holds each key once anyway.
+   */
   private groupByServer (keys: readonly string[]): Map<Connection, string[]> | MemcachedError {
     const groups = new Map<Connection, string[]>()
-    const distinct = keys.length === 1 ? keys : new Set(keys)
-    for (const key of distinct) {
+    if (keys.length === 0) return groups
+    if (this.pinned !== undefined || this.entries.length === 1) {
+      // One server: every key goes to it, so validating them is all the routing there is.
+      for (const key of keys) {
+        const problem = keyProblem(key)
+        if (problem !== undefined) return invalidKey(key, problem)
+      }
+      const connection = this.route(keys[0] as string)
+      if (connection instanceof MemcachedError) return connection
+      // A copy: the line is written at the next flush, after the caller may have changed its array.
+      return groups.set(connection, keys.slice())
+    }
+    for (const key of keys) {
       const connection = this.route(key)
       if (connection instanceof MemcachedError) return connection
       const group = groups.get(connection)
@@ -299,8 +313,9 @@ export class MemcachedClient {
     return groups
   }
 
-  private multiGet (connection: Connection, keys: readonly string[], found: Map<string, Buffer>): Promise<void> {
-    const promise = new Promise<void>((resolve, reject) => connection.send(new MultiGet(keys, found, resolve, reject)))
+  /** One server's share of a getMulti; resolves with `found`, which every share fills. */
+  private multiGet (connection: Connection, keys: readonly string[], found: Map<string, Buffer>): Promise<Map<string, Buffer>> {
+    const promise = new Promise<Map<string, Buffer>>((resolve, reject) => connection.send(new MultiGet(keys, found, resolve, reject)))
     return commandChannel.hasSubscribers ? traceCommand(trace('get', connection, keys.length, 0), promise) : promise
   }
 

@@ -24,16 +24,16 @@ const CRLF = '\r\n'
 export function keyProblem (key: unknown): string | undefined {
   if (typeof key !== 'string') return 'a key must be a string'
   if (key.length === 0) return 'a key must not be empty'
-  let ascii = true
-  for (let i = 0; i < key.length; i++) {
+  // Fast path: printable ASCII (0x21-0x7e), one comparison per character.
+  let i = 0
+  while (i < key.length && key.charCodeAt(i) - 0x21 >>> 0 <= 0x5d) i++
+  if (i === key.length) return key.length > MAX_KEY_BYTES ? `a key must be at most ${MAX_KEY_BYTES} bytes` : undefined
+  for (; i < key.length; i++) {
     const code = key.charCodeAt(i)
-    if (code <= 0x20 || code === 0x7f) return 'a key must not contain whitespace or control characters'
-    if (code >= 0x80) {
-      ascii = false
-      if (code <= 0x9f || code === 0x2028 || code === 0x2029) return 'a key must not contain whitespace or control characters'
+    if (code <= 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029) {
+      return 'a key must not contain whitespace or control characters'
     }
   }
-  if (ascii) return key.length > MAX_KEY_BYTES ? `a key must be at most ${MAX_KEY_BYTES} bytes` : undefined
   // A lone surrogate would be sent as U+FFFD: two different keys, one item.
   if (!key.isWellFormed()) return 'a key must be well-formed UTF-16 (no lone surrogates)'
   if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) return `a key must be at most ${MAX_KEY_BYTES} bytes of UTF-8`
@@ -175,18 +175,18 @@ export class RequestBatch {
     this.total += 2
   }
 
-  /** Appends `get|gets <key>*\r\n`, the keys written straight from the caller's strings. */
+  /** Appends `get|gets <key>*\r\n`. */
   retrieval (verb: 'get' | 'gets', keys: readonly string[]): void {
-    let bytes = verb.length + 2
-    for (const key of keys) bytes += key.length * 3 + 1
-    this.reserve(bytes)
+    let units = 0
+    for (const key of keys) units += key.length
+    // At most 3 bytes of UTF-8 per UTF-16 unit; one space per key; CRLF.
+    this.reserve(verb.length + units * 3 + keys.length + 2)
+    const line = keys.length === 1 ? keys[0] as string : keys.join(' ')
     const buf = this.scratch
     let pos = this.used
     for (let i = 0; i < verb.length; i++) buf[pos++] = verb.charCodeAt(i)
-    for (const key of keys) {
-      buf[pos++] = 32
-      pos = writeKey(buf, pos, key)
-    }
+    buf[pos++] = 32
+    pos += buf.write(line, pos, 'utf8')
     buf[pos++] = 13
     buf[pos++] = 10
     this.total += pos - this.used
@@ -471,7 +471,7 @@ export class MultiGet implements Request {
     /** Distinct keys, in the order they are sent. */
     private readonly keys: readonly string[],
     private readonly found: Map<string, Buffer>,
-    private readonly resolve: () => void,
+    private readonly resolve: (found: Map<string, Buffer>) => void,
     private readonly reject: (error: MemcachedError) => void
   ) {}
 
@@ -493,7 +493,7 @@ export class MultiGet implements Request {
   onStat (): void {}
 
   complete (reply: Reply, server: string): void {
-    if (reply.type === 'end') this.resolve()
+    if (reply.type === 'end') this.resolve(this.found)
     else this.reject(replyError(reply, server))
   }
 
