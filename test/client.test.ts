@@ -220,6 +220,32 @@ describe('bad input never reaches the wire', () => {
     }
   })
 
+  test('values kept by the caller stay intact while later replies reuse the socket read buffer', async () => {
+    // Large values are views of a socket read; small ones are copies. Either
+    // way, no later read may write over a value a caller still holds.
+    const sizes = [1, 100, 511, 512, 4000, 70_000]
+    for (const size of sizes) await client.set(`kept:${size}`, Buffer.alloc(size, size % 251))
+    const kept = await Promise.all(sizes.map(async (size) => await client.get(`kept:${size}`)))
+    const keptMany = await client.getMulti(sizes.map((size) => `kept:${size}`))
+    await client.set('churn', Buffer.alloc(60_000, 0xee))
+    for (let i = 0; i < 50; i++) {
+      await client.get('churn')
+      await client.getMulti(['churn', 'kept:100', 'kept:4000'])
+      await client.set(`churn:${i}`, 'x')
+    }
+    sizes.forEach((size, i) => {
+      assert.ok(kept[i]?.equals(Buffer.alloc(size, size % 251)), `get of ${size} bytes kept intact`)
+      assert.ok(keptMany.get(`kept:${size}`)?.equals(Buffer.alloc(size, size % 251)), `getMulti of ${size} bytes kept intact`)
+    })
+  })
+
+  test('a small value does not pin a whole socket read', async () => {
+    await client.set('small:pin', 'tiny')
+    const value = await client.get('small:pin')
+    assert.equal(value?.toString(), 'tiny')
+    assert.ok((value?.buffer.byteLength ?? 0) <= Buffer.poolSize, `backed by ${value?.buffer.byteLength} bytes`)
+  })
+
   test('UTF-8 keys are matched byte for byte in every retrieval, misses among them', async () => {
     // Replies are matched against the sent keys without decoding them: keys
     // that differ only after a multi-byte character must not be confused.

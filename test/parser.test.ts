@@ -2,7 +2,7 @@
 // byte, and split at random points (fixed seed), with no socket involved.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ReplyParser, type ParserSink, type Reply, type ReplyKind } from '../src/protocol/parser.js'
+import { ReplyParser, VIEW_MIN_BYTES, type ParserSink, type Reply, type ReplyKind } from '../src/protocol/parser.js'
 import { seededRandom } from './helpers/random.js'
 
 type Event =
@@ -193,6 +193,23 @@ test('parser: a VALUE for a key the command never asked for is a protocol error 
     { value: ['mine', 0, 'a', undefined] },
     { protocolError: 'VALUE for key "other" that was not requested' }
   ])
+})
+
+test('parser: values from VIEW_MIN_BYTES up are views of the chunk and reported by takeViewed; smaller ones are copies', () => {
+  const received: Buffer[] = []
+  const sink = new RecordingSink(['values', 'values'])
+  sink.onValue = (_key, _flags, data) => { received.push(data) }
+  const parser = new ReplyParser(sink, LIMITS)
+  const small = Buffer.from(`VALUE s 0 ${VIEW_MIN_BYTES - 1}\r\n${'a'.repeat(VIEW_MIN_BYTES - 1)}\r\nEND\r\n`)
+  parser.feed(small)
+  assert.equal(parser.takeViewed(), false, 'a small value is copied')
+  small.fill(0)
+  assert.equal(received[0]?.toString(), 'a'.repeat(VIEW_MIN_BYTES - 1), 'the copy does not change with the chunk')
+  const large = Buffer.from(`VALUE l 0 ${VIEW_MIN_BYTES}\r\n${'b'.repeat(VIEW_MIN_BYTES)}\r\nEND\r\n`)
+  parser.feed(large)
+  assert.equal(parser.takeViewed(), true, 'a large value is a view')
+  assert.equal(parser.takeViewed(), false, 'takeViewed resets')
+  assert.equal(received[1]?.buffer, large.buffer, 'the view shares the chunk memory')
 })
 
 test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {

@@ -3,6 +3,7 @@
  * in `pending` until the next flush writes them in one batch, then in
  * `inflight` until their reply arrives, strictly in order.
  */
+import { Buffer } from 'node:buffer'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
@@ -35,6 +36,8 @@ export interface ConnectionEvents {
 /** Written requests not yet answered, at most; beyond it requests wait in `pending`. */
 const MAX_IN_FLIGHT = 4096
 const BASE_BACKOFF = 50
+/** Bytes per socket read. */
+const READ_BYTES = 64 * 1024
 /** Longest reply line: a VALUE line with a 250-byte key is about 300 bytes. */
 const MAX_LINE = 8192
 
@@ -99,6 +102,8 @@ export class Connection implements ParserSink {
   private outstanding = 0
   private readonly batch = new RequestBatch()
   private readonly parser: ReplyParser
+  /** Where plain TCP sockets read into; replaced only when the parser handed out a view of it. */
+  private readBuffer: Buffer | undefined
   private flushScheduled = false
   private timer: NodeJS.Timeout | undefined
   private connectTimer: NodeJS.Timeout | undefined
@@ -173,8 +178,10 @@ export class Connection implements ParserSink {
   private connect (): void {
     this.state = 'connecting'
     const { host, port } = this.options
-    const socket = this.options.tls === undefined
-      ? net.connect({ host, port, noDelay: true })
+    // Plain TCP reads into a buffer of ours (no allocation and no stream
+    // machinery per read); TLS sockets deliver 'data' events.
+    const socket: net.Socket = this.options.tls === undefined
+      ? net.connect({ host, port, noDelay: true, onread: { buffer: this.nextReadBuffer, callback: (bytes, buffer) => this.onRead(socket, buffer, bytes) } })
       : tls.connect({ ...this.options.tls, host, port })
     this.socket = socket
     this.openSockets++
@@ -187,10 +194,21 @@ export class Connection implements ParserSink {
       this.lose(socket, new MemcachedError('MC_TIMEOUT', `no connection to ${this.server} within ${this.options.connectTimeout} ms`, { server: this.server }))
     }, this.options.connectTimeout)
     socket.once(this.options.tls === undefined ? 'connect' : 'secureConnect', () => this.onConnect(socket))
-    socket.on('data', (chunk: Buffer) => { if (socket === this.socket) this.parser.feed(chunk) })
+    if (this.options.tls !== undefined) socket.on('data', (chunk: Buffer) => { if (socket === this.socket) this.parser.feed(chunk) })
     socket.on('drain', () => { if (socket === this.socket) this.flush() })
     socket.on('error', (error: Error) => this.lose(socket, this.socketError(error)))
     socket.on('close', () => this.lose(socket, new MemcachedError('MC_CONNECTION', `connection to ${this.server} closed`, { server: this.server })))
+  }
+
+  private onRead (socket: net.Socket, buffer: Uint8Array, bytes: number): true {
+    if (socket === this.socket) this.parser.feed((buffer as Buffer).subarray(0, bytes))
+    return true
+  }
+
+  /** The buffer the next read goes into: the same one, unless a value handed out is a view of it. */
+  private readonly nextReadBuffer = (): Buffer => {
+    if (this.readBuffer === undefined || this.parser.takeViewed()) this.readBuffer = Buffer.allocUnsafeSlow(READ_BYTES)
+    return this.readBuffer
   }
 
   private socketError (error: Error): MemcachedError {

@@ -45,8 +45,8 @@ export interface ParserSink {
   valueKey (buf: Buffer, start: number, end: number): string | undefined
   /**
    * One VALUE block of a retrieval reply, `key` as {@link valueKey} returned
-   * it. `value` may be a view of the chunk that was fed (no copy); nothing
-   * else ever writes to that memory.
+   * it. `value` may be a view of the chunk that was fed (no copy): see
+   * {@link ReplyParser.takeViewed}.
    */
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void
   /** One STAT line of a stats reply. */
@@ -64,6 +64,14 @@ export interface ParserLimits {
   /** Largest VALUE accepted, in bytes. */
   maxValue: number
 }
+
+/**
+ * Values at least this large are handed out as views of the chunk they
+ * arrived in; smaller ones are copied (into Node's shared pool), so a small
+ * value a caller keeps never pins a whole socket read, and the connection can
+ * reuse its read buffer whenever no view was taken.
+ */
+export const VIEW_MIN_BYTES = 512
 
 const CR = 13
 const LF = 10
@@ -139,6 +147,8 @@ export class ReplyParser {
   /** Bytes of `value` plus its trailing CRLF received so far. */
   private valueFilled = 0
   private failed = false
+  /** Whether a value was handed out as a view since the last {@link takeViewed}. */
+  private viewed = false
   /** Where the digits read by the last {@link number} end. */
   private numberEnd = 0
 
@@ -151,6 +161,17 @@ export class ReplyParser {
     this.valueSize = -1
     this.valueFilled = 0
     this.failed = false
+  }
+
+  /**
+   * Whether a value was handed out as a view of a chunk fed since the last
+   * call: if so, those chunks' memory now belongs to the caller and must not
+   * be written again.
+   */
+  takeViewed (): boolean {
+    const viewed = this.viewed
+    this.viewed = false
+    return viewed
   }
 
   /** Whether the parser is between replies (no partial line or value). */
@@ -218,8 +239,9 @@ export class ReplyParser {
 
   /**
    * Reads the value in progress and the CRLF after it; returns the new
-   * position. A value that lies whole in this chunk is handed out as a view
-   * of it (of `array`, its memory), without a copy; one split across chunks is copied into its own buffer.
+   * position. A value of at least {@link VIEW_MIN_BYTES} that lies whole in
+   * this chunk is handed out as a view of it (of `array`, its memory), without
+   * a copy; one split across chunks is copied into its own buffer.
    */
   private fillValue (buf: Buffer, array: ArrayBufferLike, pos: number): number {
     const size = this.valueSize
@@ -229,7 +251,15 @@ export class ReplyParser {
         return buf.length
       }
       this.valueSize = -1
-      this.sink.onValue(this.valueKey, this.valueFlags, Buffer.from(array, buf.byteOffset + pos, size), this.valueCas)
+      let value: Buffer
+      if (size >= VIEW_MIN_BYTES) {
+        value = Buffer.from(array, buf.byteOffset + pos, size)
+        this.viewed = true
+      } else {
+        value = Buffer.allocUnsafe(size)
+        buf.copy(value, 0, pos, pos + size)
+      }
+      this.sink.onValue(this.valueKey, this.valueFlags, value, this.valueCas)
       return pos + size + 2
     }
     const value = this.value ??= Buffer.allocUnsafe(size)
