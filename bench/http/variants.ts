@@ -9,11 +9,13 @@ import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify'
 import { MemoryStore, memcachedSession } from '../../src/index.js'
+import { RoundTripFloorStore } from './floor-store.js'
 
 export type VariantId =
   | 'none'
   | 'ours-memcached'
   | 'ours-memory'
+  | 'floor-memcached'
   | 'fastify-session-memcached'
   | 'fastify-session-memory'
   | 'secure-session'
@@ -33,6 +35,13 @@ export const VARIANTS: readonly Variant[] = [
   { id: 'none', label: 'no session (ceiling)', cookieName: undefined, needs: undefined },
   { id: 'ours-memcached', label: 'ours + memcached', cookieName: 'sid', needs: 'memcached' },
   { id: 'ours-memory', label: 'ours + MemoryStore', cookieName: 'sid', needs: undefined },
+  {
+    id: 'floor-memcached',
+    label: 'floor: MemoryStore + bare memcached round trips',
+    cookieName: 'sid',
+    needs: 'memcached',
+    note: 'ours with MemoryStore, each store call first waiting for one memcached no-op (`mn`) sent over a raw socket, batched per tick like ours: what any memcached store pays at least on this machine'
+  },
   {
     id: 'fastify-session-memcached',
     label: '@fastify/session + connect-memcached',
@@ -91,6 +100,12 @@ async function registerSessions (app: FastifyInstance, id: VariantId, backends: 
       return
     case 'ours-memory': {
       const store = new MemoryStore()
+      app.addHook('onClose', async () => { await store.close() })
+      await app.register(memcachedSession, { secret: SECRET, store })
+      return
+    }
+    case 'floor-memcached': {
+      const store = await RoundTripFloorStore.connect(need(backends.memcached, 'memcached'))
       app.addHook('onClose', async () => { await store.close() })
       await app.register(memcachedSession, { secret: SECRET, store })
       return
