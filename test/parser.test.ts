@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ReplyParser, VIEW_MIN_BYTES, type ParserSink, type Reply, type ReplyKind } from '../src/protocol/parser.js'
 import { seededRandom } from './helpers/random.js'
+import { keyOfLine } from './helpers/value-key.js'
 
 type Event =
   | { value: [string, number, string, string | undefined] }
@@ -19,8 +20,8 @@ class RecordingSink implements ParserSink {
   constructor (private readonly kinds: ReplyKind[]) {}
   expecting (): ReplyKind | undefined { return this.kinds[0] }
   valueKey (buf: Buffer, start: number, end: number): string | undefined {
-    const key = buf.toString('utf8', start, end)
-    return this.unasked.has(key) ? undefined : key
+    const key = keyOfLine(buf, start, end)
+    return key === '' || this.unasked.has(key) ? undefined : key
   }
 
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void {
@@ -146,6 +147,8 @@ const fixtures: Fixture[] = [
     expected: [{ protocolError: 'VALUE data not followed by CRLF' }]
   },
   { name: 'malformed VALUE line', kinds: ['values'], input: 'VALUE k x 2\r\nab\r\nEND\r\n', expected: [{ protocolError: 'malformed VALUE line' }] },
+  { name: 'VALUE line with a key only', kinds: ['values'], input: 'VALUE k\r\nEND\r\n', expected: [{ protocolError: 'malformed VALUE line' }] },
+  { name: 'VALUE line without a size', kinds: ['values'], input: 'VALUE k 0\r\nEND\r\n', expected: [{ protocolError: 'malformed VALUE line' }] },
   { name: 'flags above 32 bits', kinds: ['values'], input: 'VALUE k 4294967296 1\r\na\r\nEND\r\n', expected: [{ protocolError: 'malformed VALUE line' }] },
   { name: 'non-numeric incr reply', kinds: ['number'], input: '12a\r\n', expected: [{ protocolError: 'unexpected reply "12a" to incr/decr' }] },
   { name: 'incr reply above 64 bits', kinds: ['number'], input: '18446744073709551616\r\n', expected: [{ protocolError: 'incr/decr reply exceeds 64 bits' }] },

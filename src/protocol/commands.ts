@@ -264,8 +264,9 @@ export interface Request {
   deadline: number
   encode (batch: RequestBatch): void
   /**
-   * The key of a VALUE line, the bytes `buf[start, end)`, as this request's
-   * caller spelled it; undefined when this request never asked for it.
+   * The key the VALUE line `buf[start, end)` (after `VALUE `) begins with, as
+   * this request's caller spelled it; undefined when it names no key this
+   * request asked for.
    */
   claim (buf: Buffer, start: number, end: number): string | undefined
   /** A VALUE block for a key that {@link claim} returned. */
@@ -275,15 +276,27 @@ export interface Request {
   fail (error: MemcachedError): void
 }
 
-/** Whether the bytes `buf[start, end)` are the UTF-8 encoding of `key`. */
+/**
+ * Whether the line `buf[start, end)` begins with the UTF-8 bytes of `key`
+ * and a space: the key of a VALUE line, matched without first looking for
+ * where it ends.
+ */
 export function isKeyAt (buf: Buffer, start: number, end: number, key: string): boolean {
   // UTF-8 never takes fewer bytes than UTF-16 code units.
-  if (end - start < key.length) return false
+  const space = start + key.length
+  if (space >= end) return false
   for (let i = 0; i < key.length; i++) {
-    if (key.charCodeAt(i) >= 0x80) return buf.toString('utf8', start, end) === key
-    if (buf[start + i] !== key.charCodeAt(i)) return false
+    const code = key.charCodeAt(i)
+    if (code >= 0x80) return isUtf8KeyAt(buf, start, end, key)
+    if (buf[start + i] !== code) return false
   }
-  return end - start === key.length
+  return buf[space] === 32
+}
+
+function isUtf8KeyAt (buf: Buffer, start: number, end: number, key: string): boolean {
+  const bytes = Buffer.from(key, 'utf8')
+  const space = start + bytes.length
+  return space < end && buf[space] === 32 && bytes.equals(buf.subarray(start, space))
 }
 
 /**
@@ -325,7 +338,7 @@ export class SingleRequest<T> implements Request {
     private readonly interpret: Interpret<T>,
     private readonly resolve: (result: T) => void,
     private readonly reject: (error: MemcachedError) => void,
-    /** The keys a retrieval asked for: a VALUE for any other key is a protocol error. */
+    /** The keys a retrieval asked for: a VALUE for any other key (or without one asked) is a protocol error. */
     private readonly wanted?: WantedKeys
   ) {}
 
@@ -337,7 +350,7 @@ export class SingleRequest<T> implements Request {
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
     const wanted = this.wanted
-    if (wanted === undefined) return buf.toString('utf8', start, end)
+    if (wanted === undefined) return undefined
     if (typeof wanted === 'string') return isKeyAt(buf, start, end, wanted) ? wanted : undefined
     const at = nextKeyAt(wanted, this.nextWanted, buf, start, end)
     if (at < 0) return undefined

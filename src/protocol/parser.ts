@@ -39,8 +39,9 @@ export interface ParserSink {
   /** The reply kind of the oldest unanswered command; undefined when nothing is in flight. */
   expecting (): ReplyKind | undefined
   /**
-   * The key of a VALUE line, the bytes `buf[start, end)`, as the command in
-   * flight asked for it; undefined when it never did (a protocol error).
+   * The key that the VALUE line `buf[start, end)` (after `VALUE `) begins
+   * with, followed by a space, as the command in flight asked for it;
+   * undefined when it asked for no such key (a protocol error).
    */
   valueKey (buf: Buffer, start: number, end: number): string | undefined
   /**
@@ -132,6 +133,22 @@ function digitsEnd (buf: Buffer, start: number, end: number, maxDigits: number):
     pos++
   }
   return pos === start ? -1 : pos
+}
+
+/** The value of the digits in [start, end), at most 15 of them (exact in a double). */
+function decimal (buf: Buffer, start: number, end: number): number {
+  let value = 0
+  for (let pos = start; pos < end; pos++) value = value * 10 + (buf[pos] as number) - 48
+  return value
+}
+
+/**
+ * Where a matched VALUE key ends: after its UTF-16 units when it is ASCII,
+ * else after its UTF-8 bytes (a multi-byte key has no space at the first of
+ * those positions, since no byte of a multi-byte character is a space).
+ */
+function valueKeyEnd (buf: Buffer, start: number, key: string): number {
+  return buf[start + key.length] === SPACE ? start + key.length : start + Buffer.byteLength(key, 'utf8')
 }
 
 export class ReplyParser {
@@ -340,9 +357,10 @@ export class ReplyParser {
    * Parsed byte by byte: this runs once per value, the hottest line there is.
    */
   private valueHeader (buf: Buffer, start: number, end: number): void {
-    let keyEnd = start
-    while (keyEnd < end && buf[keyEnd] !== SPACE) keyEnd++
-    if (keyEnd === start || keyEnd === end) return this.fail('malformed VALUE line')
+    const key = this.sink.valueKey(buf, start, end)
+    if (key === undefined) return this.unrequested(buf, start, end)
+    const keyEnd = valueKeyEnd(buf, start, key)
+    if (buf[keyEnd] !== SPACE) return this.fail('malformed VALUE line')
     const flags = this.number(buf, keyEnd + 1, end)
     const size = flags >= 0 && this.numberEnd < end ? this.number(buf, this.numberEnd + 1, end) : -1
     if (size < 0 || flags > 0xffffffff) return this.fail('malformed VALUE line')
@@ -351,15 +369,19 @@ export class ReplyParser {
     const sizeEnd = this.numberEnd
     if (sizeEnd < end) {
       if (digitsEnd(buf, sizeEnd + 1, end, 20) !== end) return this.fail('malformed cas in VALUE line')
-      cas = BigInt(buf.toString('latin1', sizeEnd + 1, end))
+      cas = end - sizeEnd - 1 <= 15 ? BigInt(decimal(buf, sizeEnd + 1, end)) : BigInt(buf.toString('latin1', sizeEnd + 1, end))
     }
-    const key = this.sink.valueKey(buf, start, keyEnd)
-    if (key === undefined) return this.fail(`VALUE for key ${JSON.stringify(buf.toString('utf8', start, keyEnd))} that was not requested`)
     this.valueKey = key
     this.valueFlags = flags
     this.valueCas = cas
     this.valueSize = size
     this.valueFilled = 0
+  }
+
+  private unrequested (buf: Buffer, start: number, end: number): void {
+    let keyEnd = start
+    while (keyEnd < end && buf[keyEnd] !== SPACE) keyEnd++
+    this.fail(`VALUE for key ${JSON.stringify(buf.toString('utf8', start, keyEnd))} that was not requested`)
   }
 
   /**

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ReplyParser, type ParserSink, type Reply, type ReplyKind } from '../../src/protocol/parser.js'
 import { seededRandom } from '../helpers/random.js'
+import { keyOfLine } from '../helpers/value-key.js'
 
 const KINDS: ReplyKind[] = ['values', 'store', 'delete', 'number', 'touch', 'ok', 'version', 'stats']
 const LIMITS = { maxLine: 512, maxValue: 4096 }
@@ -25,7 +26,8 @@ class FuzzSink implements ParserSink {
 
   valueKey (buf: Buffer, start: number, end: number): string | undefined {
     this.check()
-    return buf.toString('utf8', start, end)
+    const key = keyOfLine(buf, start, end)
+    return key === '' ? undefined : key
   }
 
   onValue (key: string, flags: number, value: Buffer, cas: bigint | undefined): void {
