@@ -89,6 +89,15 @@ const fixtures: Fixture[] = [
     expected: [{ value: ['key:1', 4294967295, 'hi', '18446744073709551615'] }, end]
   },
   {
+    name: 'cas uniques on both sides of the 15-digit fast path, and above 2^53',
+    kinds: ['values'],
+    input: 'VALUE a 0 1 999999999999999\r\n1\r\nVALUE b 0 1 1000000000000000\r\n2\r\nVALUE c 0 1 9007199254740993\r\n3\r\nVALUE d 0 1 0\r\n4\r\nEND\r\n',
+    expected: [
+      { value: ['a', 0, '1', '999999999999999'] }, { value: ['b', 0, '2', '1000000000000000'] },
+      { value: ['c', 0, '3', '9007199254740993'] }, { value: ['d', 0, '4', '0'] }, end
+    ]
+  },
+  {
     name: 'multi-key values and an empty value',
     kinds: ['values'],
     input: 'VALUE a 0 1\r\n1\r\nVALUE b 0 0\r\n\r\nVALUE c 1 2\r\n33\r\nEND\r\n',
