@@ -36,8 +36,13 @@ export interface ConnectionEvents {
 /** Written requests not yet answered, at most; beyond it requests wait in `pending`. */
 const MAX_IN_FLIGHT = 4096
 const BASE_BACKOFF = 50
-/** Bytes per socket read. */
-const READ_BYTES = 64 * 1024
+/**
+ * Sizes of the buffer socket reads go into: it doubles while reads fill it
+ * (more was waiting: fewer, larger reads) and goes back to the minimum when
+ * reads are small, so a value handed out as a view pins little memory.
+ */
+const MIN_READ_BYTES = 64 * 1024
+const MAX_READ_BYTES = 256 * 1024
 /** Longest reply line: a VALUE line with a 250-byte key is about 300 bytes. */
 const MAX_LINE = 8192
 
@@ -102,8 +107,10 @@ export class Connection implements ParserSink {
   private outstanding = 0
   private readonly batch = new RequestBatch()
   private readonly parser: ReplyParser
-  /** Where plain TCP sockets read into; replaced only when the parser handed out a view of it. */
+  /** Where plain TCP sockets read into; replaced only when the parser handed out a view of it, or to resize it. */
   private readBuffer: Buffer | undefined
+  /** Bytes of the last read into `readBuffer`. */
+  private lastRead = 0
   private flushScheduled = false
   private timer: NodeJS.Timeout | undefined
   private connectTimer: NodeJS.Timeout | undefined
@@ -201,13 +208,20 @@ export class Connection implements ParserSink {
   }
 
   private onRead (socket: net.Socket, buffer: Uint8Array, bytes: number): true {
+    this.lastRead = bytes
     if (socket === this.socket) this.parser.feed((buffer as Buffer).subarray(0, bytes))
     return true
   }
 
-  /** The buffer the next read goes into: the same one, unless a value handed out is a view of it. */
+  /** The buffer the next read goes into: the same one, unless a value handed out is a view of it or it should change size. */
   private readonly nextReadBuffer = (): Buffer => {
-    if (this.readBuffer === undefined || this.parser.takeViewed()) this.readBuffer = Buffer.allocUnsafeSlow(READ_BYTES)
+    const current = this.readBuffer
+    const viewed = this.parser.takeViewed()
+    const filled = current !== undefined && this.lastRead === current.length
+    if (current !== undefined && !viewed && !filled) return current
+    let size = MIN_READ_BYTES
+    if (current !== undefined) size = filled ? Math.min(MAX_READ_BYTES, current.length * 2) : this.lastRead < MIN_READ_BYTES ? MIN_READ_BYTES : current.length
+    this.readBuffer = Buffer.allocUnsafeSlow(size)
     return this.readBuffer
   }
 

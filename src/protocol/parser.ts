@@ -274,7 +274,7 @@ export class ReplyParser {
         this.viewed = true
       } else {
         value = Buffer.allocUnsafe(size)
-        buf.copy(value, 0, pos, pos + size)
+        value.set(new Uint8Array(array, buf.byteOffset + pos, size))
       }
       this.sink.onValue(this.valueKey, this.valueFlags, value, this.valueCas)
       return pos + size + 2
