@@ -1,9 +1,10 @@
 /**
  * The floor of any memcached session store: our MemoryStore, plus one bare
- * round trip to memcached per store call. The round trip is memcached's
- * meta no-op (`mn`, answered `MN`), batched per tick the way our client
- * batches, over a raw socket that reads into one reused buffer and parses
- * nothing: the least a client can do and still wait for memcached. What a
+ * round trip to memcached per store call. The round trip is one memcached
+ * meta no-op (`mn`, answered `MN`) per tick for all the calls of that tick,
+ * over a raw socket that reads into one reused buffer and parses nothing:
+ * the least a client can do and still wait for memcached (a real store
+ * sends at least one command per tick and reads the data back). What a
  * real client costs on top of this is its own overhead; what this costs on
  * top of MemoryStore is the network, the kernel and the event loop.
  */
@@ -18,8 +19,8 @@ const NOOP = Buffer.from('mn\r\n')
 const REPLY_BYTES = 4
 
 class RoundTrips {
-  /** Callers of the requests already written, oldest first. */
-  private written: Array<() => void> = []
+  /** One batch per no-op written, oldest first: the callers its reply releases. */
+  private written: Array<Array<() => void>> = []
   private queued: Array<() => void> = []
   private flushScheduled = false
   private pendingBytes = 0
@@ -51,25 +52,24 @@ class RoundTrips {
     })
   }
 
+  /** One no-op for every caller of the tick: the least a round trip can be. */
   private readonly flush = (): void => {
     this.flushScheduled = false
-    const batch = this.queued
+    this.written.push(this.queued)
     this.queued = []
-    this.written.push(...batch)
-    this.socket.write(batch.length === 1 ? NOOP : Buffer.concat(batch.map(() => NOOP)))
+    this.socket.write(NOOP)
   }
 
   private onBytes (bytes: number): void {
     this.pendingBytes += bytes
-    const replies = Math.floor(this.pendingBytes / REPLY_BYTES)
-    this.pendingBytes -= replies * REPLY_BYTES
-    const done = this.written.splice(0, replies)
-    for (const resolve of done) resolve()
+    for (; this.pendingBytes >= REPLY_BYTES; this.pendingBytes -= REPLY_BYTES) {
+      for (const resolve of this.written.shift() ?? []) resolve()
+    }
   }
 
   close (): void {
     this.socket.destroy()
-    for (const resolve of [...this.written, ...this.queued]) resolve()
+    for (const resolve of [...this.written.flat(), ...this.queued]) resolve()
   }
 }
 
