@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
   MultiGet, SingleRequest, StorageLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
-  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type ItemResult, type WantedKeys
+  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type ItemResult
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
 import { commandChannel, traceCommand, verbOf, type CommandTrace } from './diagnostics.js'
@@ -469,15 +469,15 @@ export class MemcachedClient {
   }
 
   /**
-   * Queues one request. `wanted` names the keys of a retrieval; a server
-   * command (no key) passes undefined and counts 0 keys in traces.
+   * Queues one request. `wanted` names the key of a retrieval; a server
+   * command (no key) passes null and counts 0 keys in traces.
    */
-  private request<T> (connection: Connection, kind: ReplyKind, head: string | StorageLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: WantedKeys | null): Promise<T> {
+  private request<T> (connection: Connection, kind: ReplyKind, head: string | StorageLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: string | null): Promise<T> {
     const promise = new Promise<T>((resolve, reject) => {
       connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject, wanted ?? undefined))
     })
     if (!commandChannel.hasSubscribers) return promise
-    const keys = wanted === null ? 0 : typeof wanted === 'object' ? wanted.length : 1
+    const keys = wanted === null ? 0 : 1
     return traceCommand(trace(typeof head === 'string' ? verbOf(head) : head.verb, connection, keys, bodySize), promise)
   }
 

@@ -308,20 +308,30 @@ function isUtf8KeyAt (buf: Buffer, start: number, end: number, key: string): boo
 }
 
 /**
- * memcached answers the keys of a multi-key get in the order they were
- * sent, misses left out: so a VALUE must name a key at `from` or further
- * along. Returns the position of that key in `keys`, or -1. Comparing bytes
- * with the caller's own strings means no key is decoded and none hashed.
+ * The keys of a multi-key retrieval, in the order they were sent. memcached
+ * answers them in that order, misses left out: so a VALUE must name a key at
+ * the cursor or further along. Comparing bytes with the caller's own strings
+ * means no key is decoded and none hashed.
  */
-export function nextKeyAt (keys: readonly string[], from: number, buf: Buffer, start: number, end: number): number {
-  for (let i = from; i < keys.length; i++) {
-    if (isKeyAt(buf, start, end, keys[i] as string)) return i
-  }
-  return -1
-}
+export class SentKeys {
+  /** Position in `keys` of the next key a VALUE may name. */
+  private next = 0
 
-/** One key, or the distinct keys of a multi-key retrieval in the order they were sent. */
-export type WantedKeys = string | readonly string[]
+  /** `keys` may still grow until the request is written (a coalesced batch). */
+  constructor (readonly keys: readonly string[]) {}
+
+  /** The sent key the VALUE line `buf[start, end)` begins with; undefined when it names none still due. */
+  claim (buf: Buffer, start: number, end: number): string | undefined {
+    for (let i = this.next; i < this.keys.length; i++) {
+      const key = this.keys[i] as string
+      if (isKeyAt(buf, start, end, key)) {
+        this.next = i + 1
+        return key
+      }
+    }
+    return undefined
+  }
+}
 
 /** Turns the completing reply into a result, or into the error to reject with. */
 export type Interpret<T> = (reply: Reply, request: SingleRequest<T>, server: string) => T | MemcachedError
@@ -334,8 +344,6 @@ export class SingleRequest<T> implements Request {
   items: Item[] | undefined
   /** STAT lines received so far. */
   stats: Record<string, string> | undefined
-  /** Position in `wanted` of the next key a VALUE may name. */
-  private nextWanted = 0
 
   constructor (
     readonly kind: ReplyKind,
@@ -346,8 +354,8 @@ export class SingleRequest<T> implements Request {
     private readonly interpret: Interpret<T>,
     private readonly resolve: (result: T) => void,
     private readonly reject: (error: MemcachedError) => void,
-    /** The keys a retrieval asked for: a VALUE for any other key (or without one asked) is a protocol error. */
-    private readonly wanted?: WantedKeys
+    /** The key a retrieval asked for: a VALUE for any other key (or without one asked) is a protocol error. */
+    private readonly wanted?: string
   ) {}
 
   encode (batch: RequestBatch): void {
@@ -358,12 +366,7 @@ export class SingleRequest<T> implements Request {
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
     const wanted = this.wanted
-    if (wanted === undefined) return undefined
-    if (typeof wanted === 'string') return isKeyAt(buf, start, end, wanted) ? wanted : undefined
-    const at = nextKeyAt(wanted, this.nextWanted, buf, start, end)
-    if (at < 0) return undefined
-    this.nextWanted = at + 1
-    return wanted[at]
+    return wanted !== undefined && isKeyAt(buf, start, end, wanted) ? wanted : undefined
   }
 
   onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
@@ -413,8 +416,7 @@ export class GetBatch<T> implements Request {
   private readonly waiting = new Map<string, GetWaiter<T>>()
   /** The distinct keys, in the order they are sent. */
   private readonly keys: string[] = []
-  /** Position in `keys` of the next key a VALUE may name. */
-  private nextKey = 0
+  private readonly sent = new SentKeys(this.keys)
 
   constructor (readonly verb: 'get' | 'gets', private readonly result: ItemResult<T>) {}
 
@@ -439,10 +441,7 @@ export class GetBatch<T> implements Request {
   }
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
-    const at = nextKeyAt(this.keys, this.nextKey, buf, start, end)
-    if (at < 0) return undefined
-    this.nextKey = at + 1
-    return this.keys[at]
+    return this.sent.claim(buf, start, end)
   }
 
   onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
@@ -485,26 +484,24 @@ export class MultiGet implements Request {
   readonly kind = 'values'
   readonly callers = 1
   deadline = 0
-  /** Position in `keys` of the next key a VALUE may name. */
-  private nextKey = 0
+  private readonly sent: SentKeys
 
   constructor (
-    /** Distinct keys, in the order they are sent. */
-    private readonly keys: readonly string[],
+    /** The keys, in the order they are sent. */
+    keys: readonly string[],
     private readonly found: Map<string, Buffer>,
     private readonly resolve: (found: Map<string, Buffer>) => void,
     private readonly reject: (error: MemcachedError) => void
-  ) {}
+  ) {
+    this.sent = new SentKeys(keys)
+  }
 
   encode (batch: RequestBatch): void {
-    batch.retrieval('get', this.keys)
+    batch.retrieval('get', this.sent.keys)
   }
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
-    const at = nextKeyAt(this.keys, this.nextKey, buf, start, end)
-    if (at < 0) return undefined
-    this.nextKey = at + 1
-    return this.keys[at]
+    return this.sent.claim(buf, start, end)
   }
 
   onValue (key: string, value: Buffer): void {
