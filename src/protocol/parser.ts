@@ -95,6 +95,13 @@ const ALLOWED_STATUS: Record<ReplyKind, ReadonlySet<string>> = {
   stats: new Set()
 }
 
+// Methods of Buffer instances, read once: optimized code loads them from a
+// Buffer with a generic (uncached) property lookup on every call, since the
+// maps on Buffer's prototype chain are not stable.
+const indexOf = Buffer.prototype.indexOf
+const copy = Buffer.prototype.copy
+const typedArraySet = Uint8Array.prototype.set
+
 const VALUE_PREFIX = Buffer.from('VALUE ')
 const END_LINE = Buffer.from('END')
 const STORED_LINE = Buffer.from('STORED')
@@ -228,15 +235,17 @@ export class ReplyParser {
   }
 
   private consume (buf: Buffer, start: number): void {
-    // Read once per chunk, not per value: `buf.buffer` is a C++ call.
+    // Read once per chunk, not per value: `buf.buffer` is a C++ call, and
+    // `byteOffset` a generic property load.
     const array = buf.buffer
+    const offset = buf.byteOffset
     let pos = start
     while (pos < buf.length && !this.failed) {
       if (this.valueSize >= 0) {
-        pos = this.fillValue(buf, array, pos)
+        pos = this.fillValue(buf, array, offset, pos)
         continue
       }
-      const lf = buf.indexOf(LF, pos)
+      const lf = indexOf.call(buf, LF, pos)
       if (lf === -1) {
         this.keepPartial(buf.subarray(pos))
         return
@@ -257,10 +266,11 @@ export class ReplyParser {
   /**
    * Reads the value in progress and the CRLF after it; returns the new
    * position. A value of at least {@link VIEW_MIN_BYTES} that lies whole in
-   * this chunk is handed out as a view of it (of `array`, its memory), without
-   * a copy; one split across chunks is copied into its own buffer.
+   * this chunk is handed out as a view of it (of `array`, its memory, where
+   * `buf` starts at `offset`), without a copy; one split across chunks is
+   * copied into its own buffer.
    */
-  private fillValue (buf: Buffer, array: ArrayBufferLike, pos: number): number {
+  private fillValue (buf: Buffer, array: ArrayBufferLike, offset: number, pos: number): number {
     const size = this.valueSize
     if (this.valueFilled === 0 && buf.length - pos >= size + 2) {
       if (buf[pos + size] !== CR || buf[pos + size + 1] !== LF) {
@@ -270,18 +280,18 @@ export class ReplyParser {
       this.valueSize = -1
       let value: Buffer
       if (size >= VIEW_MIN_BYTES) {
-        value = Buffer.from(array, buf.byteOffset + pos, size)
+        value = Buffer.from(array, offset + pos, size)
         this.viewed = true
       } else {
         value = Buffer.allocUnsafe(size)
-        value.set(new Uint8Array(array, buf.byteOffset + pos, size))
+        typedArraySet.call(value, new Uint8Array(array, offset + pos, size))
       }
       this.sink.onValue(this.valueKey, this.valueFlags, value, this.valueCas)
       return pos + size + 2
     }
     const value = this.value ??= Buffer.allocUnsafe(size)
     if (this.valueFilled < size) {
-      const copied = buf.copy(value, this.valueFilled, pos, Math.min(buf.length, pos + size - this.valueFilled))
+      const copied = copy.call(buf, value, this.valueFilled, pos, Math.min(buf.length, pos + size - this.valueFilled))
       this.valueFilled += copied
       pos += copied
     }
