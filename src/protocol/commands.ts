@@ -16,6 +16,13 @@ export const RELATIVE_TTL_LIMIT = 60 * 60 * 24 * 30
 
 const CRLF = '\r\n'
 
+// Buffer methods read once: optimized code loads a method from a Buffer with
+// a generic (uncached) lookup on every call, as the maps on Buffer's
+// prototype chain are not stable. Hot paths call these instead.
+const write = Buffer.prototype.write
+const subarray = Buffer.prototype.subarray
+const typedArraySet = Uint8Array.prototype.set
+
 /**
  * Why `key` cannot be a memcached key, or undefined when it can. memcached
  * splits a command line on spaces and ends it at LF, and accepts any other
@@ -95,14 +102,10 @@ export class StorageLine {
   ) {}
 }
 
-/** `<verb> ` as bytes; a plain object, since a keyed load is cheaper than a Map lookup per command. */
-const VERBS: Readonly<Record<StorageLine['verb'], Buffer>> = {
-  set: Buffer.from('set '),
-  add: Buffer.from('add '),
-  replace: Buffer.from('replace '),
-  append: Buffer.from('append '),
-  prepend: Buffer.from('prepend '),
-  cas: Buffer.from('cas ')
+/** Writes an ASCII word at `pos`, byte by byte (for a few bytes, cheaper than any copy call); returns the position after it. */
+function writeAscii (buf: Buffer, pos: number, word: string): number {
+  for (let i = 0; i < word.length; i++) buf[pos + i] = word.charCodeAt(i)
+  return pos + word.length
 }
 
 /** Writes `value` (a non-negative integer) in decimal at `pos`; returns the position after it. */
@@ -117,7 +120,7 @@ function writeDecimal (buf: Buffer, pos: number, value: number): number {
 function writeKey (buf: Buffer, pos: number, key: string): number {
   for (let i = 0; i < key.length; i++) {
     const code = key.charCodeAt(i)
-    if (code >= 0x80) return pos + buf.write(key, pos, 'utf8')
+    if (code >= 0x80) return pos + write.call(buf, key, pos, 'utf8')
     buf[pos + i] = code
   }
   return pos + key.length
@@ -138,7 +141,7 @@ export function commandLine (...words: ReadonlyArray<string | number | bigint>):
   return `${words.join(' ')}${CRLF}`
 }
 
-const SCRATCH_BYTES = 16 * 1024
+const SCRATCH_BYTES = 64 * 1024
 /** Values at least this large go to the socket as they are instead of being copied. */
 const ZERO_COPY_BYTES = 64 * 1024
 
@@ -159,7 +162,7 @@ export class RequestBatch {
   /** Appends a request line (ASCII, or UTF-8 keys). */
   line (text: string): void {
     this.reserve(text.length * 3)
-    const written = this.scratch.write(text, this.used, 'utf8')
+    const written = write.call(this.scratch, text, this.used, 'utf8')
     this.used += written
     this.total += written
   }
@@ -172,8 +175,8 @@ export class RequestBatch {
       this.total += bytes
     } else {
       this.reserve(bytes)
-      if (typeof data === 'string') this.scratch.write(data, this.used, 'utf8')
-      else this.scratch.set(data, this.used)
+      if (typeof data === 'string') write.call(this.scratch, data, this.used, 'utf8')
+      else typedArraySet.call(this.scratch, data, this.used)
       this.used += bytes
       this.total += bytes
     }
@@ -191,10 +194,9 @@ export class RequestBatch {
     this.reserve(verb.length + units * 3 + keys.length + 2)
     const line = keys.length === 1 ? keys[0] as string : keys.join(' ')
     const buf = this.scratch
-    let pos = this.used
-    for (let i = 0; i < verb.length; i++) buf[pos++] = verb.charCodeAt(i)
+    let pos = writeAscii(buf, this.used, verb)
     buf[pos++] = 32
-    pos += buf.write(line, pos, 'utf8')
+    pos += write.call(buf, line, pos, 'utf8')
     buf[pos++] = 13
     buf[pos++] = 10
     this.total += pos - this.used
@@ -203,13 +205,12 @@ export class RequestBatch {
 
   /** Appends a storage command's line. */
   storage (line: StorageLine): void {
-    const verb = VERBS[line.verb]
     // verb, at most 3 bytes of UTF-8 per UTF-16 unit of the key, three 10-digit numbers, a 20-digit cas, spaces, CRLF
-    this.reserve(verb.length + line.key.length * 3 + 60)
+    this.reserve(line.verb.length + line.key.length * 3 + 60)
     const buf = this.scratch
-    let pos = this.used
-    buf.set(verb, pos)
-    pos = writeKey(buf, pos + verb.length, line.key)
+    let pos = writeAscii(buf, this.used, line.verb)
+    buf[pos++] = 32
+    pos = writeKey(buf, pos, line.key)
     buf[pos++] = 32
     pos = writeDecimal(buf, pos, line.flags)
     buf[pos++] = 32
@@ -218,7 +219,7 @@ export class RequestBatch {
     pos = writeDecimal(buf, pos, line.bytes)
     if (line.cas !== undefined) {
       buf[pos++] = 32
-      pos += buf.write(line.cas.toString(), pos, 'latin1')
+      pos += write.call(buf, line.cas.toString(), pos, 'latin1')
     }
     buf[pos++] = 13
     buf[pos++] = 10
@@ -237,8 +238,8 @@ export class RequestBatch {
   /** Ends the current scratch region; the socket now owns those bytes. */
   private cut (): void {
     if (this.used === 0) return
-    this.chunks.push(this.scratch.subarray(0, this.used))
-    this.scratch = this.scratch.subarray(this.used)
+    this.chunks.push(subarray.call(this.scratch, 0, this.used))
+    this.scratch = subarray.call(this.scratch, this.used)
     this.used = 0
   }
 
