@@ -222,6 +222,10 @@ test('parser: values from VIEW_MIN_BYTES up are views of the chunk and reported 
   assert.equal(parser.takeViewed(), true, 'a large value is a view')
   assert.equal(parser.takeViewed(), false, 'takeViewed resets')
   assert.equal(received[1]?.buffer, large.buffer, 'the view shares the chunk memory')
+  const view = received[1] as Buffer
+  assert.ok(Buffer.isBuffer(view) && Object.getPrototypeOf(view) === Buffer.prototype, 'the view is a plain Buffer')
+  assert.equal(view.byteOffset - large.byteOffset, large.indexOf('b'), 'the view starts at the data')
+  assert.deepStrictEqual(view, Buffer.from('b'.repeat(VIEW_MIN_BYTES)))
 })
 
 test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {
