@@ -15,6 +15,7 @@ export const MAX_KEY_BYTES = 250
 export const RELATIVE_TTL_LIMIT = 60 * 60 * 24 * 30
 
 const CRLF = '\r\n'
+const EMPTY = Buffer.alloc(0)
 
 // Buffer methods read once: optimized code loads a method from a Buffer with
 // a generic (uncached) lookup on every call, as the maps on Buffer's
@@ -186,8 +187,12 @@ export class RequestBatch {
     this.total += 2
   }
 
-  /** Appends `get|gets <key>*\r\n`. */
-  retrieval (verb: 'get' | 'gets', keys: readonly string[]): void {
+  /**
+   * Appends `get|gets <key>*\r\n`; returns the bytes of the keys as written
+   * (space-separated), for {@link SentKeys} to match the reply against. They
+   * stay as they are: written bytes are never overwritten.
+   */
+  retrieval (verb: 'get' | 'gets', keys: readonly string[]): Buffer {
     let units = 0
     for (const key of keys) units += key.length
     // At most 3 bytes of UTF-8 per UTF-16 unit; one space per key; CRLF.
@@ -196,11 +201,14 @@ export class RequestBatch {
     const buf = this.scratch
     let pos = writeAscii(buf, this.used, verb)
     buf[pos++] = 32
+    const keysStart = pos
     pos += write.call(buf, line, pos, 'utf8')
+    const written = subarray.call(buf, keysStart, pos)
     buf[pos++] = 13
     buf[pos++] = 10
     this.total += pos - this.used
     this.used = pos
+    return written
   }
 
   /** Appends a storage command's line. */
@@ -311,27 +319,55 @@ function isUtf8KeyAt (buf: Buffer, start: number, end: number, key: string): boo
 /**
  * The keys of a multi-key retrieval, in the order they were sent. memcached
  * answers them in that order, misses left out: so a VALUE must name a key at
- * the cursor or further along. Comparing bytes with the caller's own strings
- * means no key is decoded and none hashed.
+ * the cursor or further along. Its key is compared with the bytes that were
+ * sent for it (array to array: cheaper than reading the caller's strings,
+ * and the same for any UTF-8), so no key is decoded and none hashed.
  */
 export class SentKeys {
   /** Position in `keys` of the next key a VALUE may name. */
   private next = 0
+  /** The keys' bytes as written, space-separated; empty until then. */
+  private written: Buffer = EMPTY
+  /** Where the key at `next` starts in `written`. */
+  private at = 0
 
   /** `keys` may still grow until the request is written (a coalesced batch). */
   constructor (readonly keys: readonly string[]) {}
 
+  /** Writes the request line and keeps the keys' bytes to match replies against. */
+  encode (batch: RequestBatch, verb: 'get' | 'gets'): void {
+    this.written = batch.retrieval(verb, this.keys)
+    this.at = 0
+  }
+
   /** The sent key the VALUE line `buf[start, end)` begins with; undefined when it names none still due. */
   claim (buf: Buffer, start: number, end: number): string | undefined {
+    const written = this.written
+    let at = this.at
     for (let i = this.next; i < this.keys.length; i++) {
       const key = this.keys[i] as string
-      if (isKeyAt(buf, start, end, key)) {
+      // An ASCII key takes one byte per UTF-16 unit; more bytes mean UTF-8.
+      let bytes = key.length
+      if (at + bytes < written.length && written[at + bytes] !== 32) {
+        const space = written.indexOf(32, at)
+        bytes = (space === -1 ? written.length : space) - at
+      }
+      if (start + bytes < end && buf[start + bytes] === 32 && sameBytes(buf, start, written, at, bytes)) {
         this.next = i + 1
+        this.at = at + bytes + 1
         return key
       }
+      at += bytes + 1
     }
     return undefined
   }
+}
+
+function sameBytes (a: Buffer, aStart: number, b: Buffer, bStart: number, length: number): boolean {
+  for (let i = 0; i < length; i++) {
+    if (a[aStart + i] !== b[bStart + i]) return false
+  }
+  return true
 }
 
 /** Turns the completing reply into a result, or into the error to reject with. */
@@ -438,7 +474,7 @@ export class GetBatch<T> implements Request {
   }
 
   encode (batch: RequestBatch): void {
-    batch.retrieval(this.verb, this.keys)
+    this.sent.encode(batch, this.verb)
   }
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
@@ -498,7 +534,7 @@ export class MultiGet implements Request {
   }
 
   encode (batch: RequestBatch): void {
-    batch.retrieval('get', this.sent.keys)
+    this.sent.encode(batch, 'get')
   }
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
