@@ -9,7 +9,7 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import inspector from 'node:inspector'
 import path from 'node:path'
-import { benchValue } from './client/suite.js'
+import { benchValue } from './client/workload.js'
 import { ours } from './client/drivers.js'
 import { choosePinning } from './lib/machine.js'
 import { killAll, pinSelf, spawnPinned, stopChild } from './lib/processes.js'

@@ -84,7 +84,7 @@ async function main (): Promise<void> {
   }
   try {
     if (config.suites.includes('client')) {
-      result.client = await runClientSuite({ host: '127.0.0.1', port: memcached.port, address: memcached.address }, config.client, config.only)
+      result.client = await runClientSuite({ host: '127.0.0.1', port: memcached.port, address: memcached.address }, config.client, config.only, pinning.measured)
       result.targets.push(...clientTargets(result.client))
     }
     if (config.suites.includes('http')) {

@@ -93,13 +93,20 @@ export function memcacheClientDriver (server: string): Driver {
   }
 }
 
-/** Every client, ours first. */
-export function createDrivers (server: string): Driver[] {
-  return [
-    ours(server, true),
-    ours(server, false),
-    memjsDriver(server),
-    memcachedDriver(server),
-    memcacheClientDriver(server)
-  ]
+const FACTORIES: Readonly<Record<string, (server: string) => Driver>> = {
+  ours: (server) => ours(server, true),
+  'ours-nocoalesce': (server) => ours(server, false),
+  memjs: memjsDriver,
+  memcached: memcachedDriver,
+  'memcache-client': memcacheClientDriver
+}
+
+/** The id of every client, ours first. */
+export const DRIVER_IDS: readonly string[] = Object.keys(FACTORIES)
+
+/** The client with this id, connected to `server`. */
+export function createDriver (id: string, server: string): Driver {
+  const factory = FACTORIES[id]
+  if (factory === undefined) throw new Error(`unknown client ${JSON.stringify(id)} (${DRIVER_IDS.join(', ')})`)
+  return factory(server)
 }

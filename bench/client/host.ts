@@ -1,0 +1,81 @@
+/**
+ * One client under test (or the raw-socket ceiling) in a process of its own.
+ * The bench's parent asks it for one window at a time over IPC. Each client
+ * thus has its own heap, compiled code and event loop, and its CPU time per
+ * command is its own: none pays for another's garbage, timers or
+ * megamorphic call sites.
+ *
+ *   node build/bench/client/host.js <client id | ceiling> <host> <port>
+ */
+import type { Timing } from '../lib/config.js'
+import { createDriver, type Driver } from './drivers.js'
+import { RawPipeline } from './raw.js'
+import { CEILING_ID, CLIENT_SCENARIOS, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+
+const value = benchValue()
+
+function scenarioOf (id: string): ClientScenario {
+  const scenario = CLIENT_SCENARIOS.find((candidate) => candidate.id === id)
+  if (scenario === undefined) throw new Error(`unknown scenario ${JSON.stringify(id)}`)
+  return scenario
+}
+
+/** What a host does with a request, for a client or for the ceiling. */
+interface Subject {
+  check: (scenarios: ClientScenario[]) => Promise<void>
+  measure: (scenario: ClientScenario, timing: Timing) => Promise<Measured>
+  close: () => Promise<void>
+}
+
+function clientSubject (driver: Driver): Subject {
+  return {
+    check: async () => await smokeTest(driver, value),
+    measure: async (scenario, timing) => await measureDriver(operation(driver, scenario, value), scenario.inFlight, timing),
+    close: async () => await driver.close()
+  }
+}
+
+function ceilingSubject (raw: RawPipeline): Subject {
+  return {
+    check: async (scenarios) => { for (const scenario of scenarios) await raw.verify(rawRequest(scenario, value)) },
+    measure: async (scenario, timing) => ({ ...await raw.measure(rawRequest(scenario, value), scenario.inFlight, timing.warmupMs, timing.windowMs), errors: 0 }),
+    close: async () => { raw.close() }
+  }
+}
+
+async function answer (subject: Subject, request: HostRequest): Promise<HostReply> {
+  if (request.type === 'check') {
+    await subject.check(request.scenarios.map(scenarioOf))
+    return { type: 'checked' }
+  }
+  return { type: 'measured', result: await subject.measure(scenarioOf(request.scenario), request.timing) }
+}
+
+async function main (): Promise<void> {
+  const [id, host, port] = process.argv.slice(2)
+  if (id === undefined || host === undefined || port === undefined) throw new Error('usage: host.js <client id | ceiling> <host> <port>')
+  let subject: Subject
+  let ready: HostReply
+  if (id === CEILING_ID) {
+    subject = ceilingSubject(await RawPipeline.connect(host, Number(port)))
+    ready = { type: 'ready', id, label: 'raw socket (ceiling)', note: 'pre-built pipelined requests, replies counted by length', ops: ['get', 'set', 'mget'] }
+  } else {
+    const driver = createDriver(id, `${host}:${port}`)
+    subject = clientSubject(driver)
+    ready = { type: 'ready', id, label: driver.label, ...(driver.note === undefined ? {} : { note: driver.note }), ops: [...driver.ops] }
+  }
+  process.on('message', (request: HostRequest) => {
+    answer(subject, request).then(
+      (reply) => process.send?.(reply),
+      (error: unknown) => process.send?.({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies HostReply)
+    )
+  })
+  // The parent is gone or done: close the client so the process can end.
+  process.once('disconnect', () => { subject.close().finally(() => process.exit(0)).catch(() => {}) })
+  process.send?.(ready)
+}
+
+main().catch((error: unknown) => {
+  process.send?.({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies HostReply)
+  process.exitCode = 1
+})

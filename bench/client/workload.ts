@@ -1,0 +1,129 @@
+/**
+ * What bench/client measures: the scenarios, their keys and value, and the
+ * measuring loop one client runs for one window. Used by the process that
+ * hosts each client (host.ts) and by the parent that orchestrates them.
+ */
+import { performance } from 'node:perf_hooks'
+import type { Timing } from '../lib/config.js'
+import type { Driver, Operation } from './drivers.js'
+import { rawGet, rawGetMulti, rawSet, type RawRequest } from './raw.js'
+
+export const VALUE_BYTES = 1024
+export const KEY_COUNT = 1024
+const MULTI_KEYS = 100
+/** Hard bound on each measuring loop, on top of the time bound. */
+const MAX_OPS_PER_LOOP = 100_000_000
+/** A client that fails this often in one window stops early; its sample is marked. */
+const MAX_ERRORS = 1000
+
+export interface ClientScenario {
+  id: string
+  label: string
+  op: Operation
+  inFlight: number
+  /** Keys per command. */
+  keys: number
+}
+
+export const CLIENT_SCENARIOS: readonly ClientScenario[] = [
+  ...[1, 16, 128, 1024].map((inFlight): ClientScenario => ({ id: `get-${inFlight}`, label: `get, ${inFlight} in flight`, op: 'get', inFlight, keys: 1 })),
+  ...[1, 16, 128, 1024].map((inFlight): ClientScenario => ({ id: `set-${inFlight}`, label: `set, ${inFlight} in flight`, op: 'set', inFlight, keys: 1 })),
+  ...[1, 16].map((inFlight): ClientScenario => ({ id: `mget-${inFlight}`, label: `100-key get, ${inFlight} in flight`, op: 'mget', inFlight, keys: MULTI_KEYS }))
+]
+
+const pad = (i: number): string => String(i).padStart(4, '0')
+export const GET_KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `bench:get:${pad(i)}`)
+export const SET_KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `bench:set:${pad(i)}`)
+const MULTI_KEY_LIST = GET_KEYS.slice(0, MULTI_KEYS)
+
+/** 1 KiB of printable ASCII: every client may hand it back as a string. */
+export function benchValue (): Buffer {
+  const value = Buffer.alloc(VALUE_BYTES)
+  for (let i = 0; i < VALUE_BYTES; i++) value[i] = 97 + (i % 26)
+  return value
+}
+
+/** The id of the raw-socket ceiling among the clients. */
+export const CEILING_ID = 'ceiling'
+
+/** What the parent asks a client's host process (host.ts), one request at a time. */
+
+export type HostRequest =
+  /** Checks the client answers correctly (the ceiling: that each scenario's reply has the expected length). */
+  | { type: 'check', scenarios: string[] }
+  | { type: 'measure', scenario: string, timing: Timing }
+
+/** What a host answers. */
+export type HostReply =
+  | { type: 'ready', id: string, label: string, note?: string, ops: Operation[] }
+  | { type: 'checked' }
+  | { type: 'measured', result: Measured }
+  | { type: 'failed', message: string }
+
+/** One client's window. */
+export interface Measured {
+  opsPerSec: number
+  errors: number
+  /** CPU time of the client's process per command in the window, microseconds. */
+  cpuUs: number
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** `inFlight` concurrent loops, each awaiting one command and issuing the next. */
+export async function measureDriver (run: (loop: number, n: number) => Promise<unknown>, inFlight: number, timing: Timing): Promise<Measured> {
+  let stop = false
+  let done = 0
+  let errors = 0
+  const loop = async (id: number): Promise<void> => {
+    for (let n = 0; !stop && n < MAX_OPS_PER_LOOP; n++) {
+      try {
+        await run(id, n)
+        done++
+      } catch {
+        if (++errors >= MAX_ERRORS) stop = true
+      }
+    }
+  }
+  const loops = Array.from({ length: inFlight }, async (_, id) => await loop(id))
+  await sleep(timing.warmupMs)
+  const startDone = done
+  const startErrors = errors
+  const start = performance.now()
+  const cpu = process.cpuUsage()
+  await sleep(timing.windowMs)
+  const counted = done - startDone
+  const elapsed = performance.now() - start
+  const used = process.cpuUsage(cpu)
+  const failed = errors - startErrors
+  stop = true
+  await Promise.all(loops)
+  return { opsPerSec: counted * 1000 / elapsed, errors: failed, cpuUs: (used.user + used.system) / Math.max(1, counted) }
+}
+
+export function operation (driver: Driver, scenario: ClientScenario, value: Buffer): (loop: number, n: number) => Promise<unknown> {
+  if (scenario.op === 'get') return (loop, n) => driver.get(GET_KEYS[(loop + n) % KEY_COUNT] as string)
+  if (scenario.op === 'set') return (loop, n) => driver.set(SET_KEYS[(loop + n) % KEY_COUNT] as string, value)
+  return () => driver.getMulti(MULTI_KEY_LIST)
+}
+
+export function rawRequest (scenario: ClientScenario, value: Buffer): RawRequest {
+  if (scenario.op === 'get') return rawGet(GET_KEYS, VALUE_BYTES)
+  if (scenario.op === 'set') return rawSet(SET_KEYS, value)
+  return rawGetMulti(MULTI_KEY_LIST, VALUE_BYTES)
+}
+
+/** Checks a driver answers once with the right bytes before anything is timed. */
+export async function smokeTest (driver: Driver, value: Buffer): Promise<void> {
+  const expected = value.toString('latin1')
+  const text = (data: unknown): string => {
+    const raw = typeof data === 'object' && data !== null && 'value' in data ? (data as { value: unknown }).value : data
+    return Buffer.isBuffer(raw) ? raw.toString('latin1') : String(raw)
+  }
+  await driver.set(SET_KEYS[0] as string, value)
+  const got = text(await driver.get(GET_KEYS[0] as string))
+  if (got !== expected) throw new Error(`${driver.label}: get returned ${JSON.stringify(got.slice(0, 40))}…`)
+  await driver.getMulti(MULTI_KEY_LIST)
+}
