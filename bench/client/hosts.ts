@@ -3,6 +3,7 @@
  * measured core, and asks it for one thing at a time.
  */
 import type { ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import path from 'node:path'
 import { spawnPinned, stopChild } from '../lib/processes.js'
 import type { Operation } from './drivers.js'
@@ -47,10 +48,17 @@ export class ClientHost {
     return answer
   }
 
-  /** Lets the host close its client and exit; kills it if it does not. */
-  async stop (): Promise<void> {
-    if (this.child.connected) this.child.disconnect()
-    await stopChild(this.child, 5000)
+  /** Lets the host close its client and exit; stops it by pid if it has not within `graceMs`. */
+  async stop (graceMs = 2000): Promise<void> {
+    const child = this.child
+    if (child.exitCode === null && child.signalCode === null && child.connected) {
+      const exited = once(child, 'exit')
+      child.disconnect()
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([exited, new Promise((resolve) => { timer = setTimeout(resolve, graceMs) })])
+      clearTimeout(timer)
+    }
+    await stopChild(child)
   }
 }
 
