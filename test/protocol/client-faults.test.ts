@@ -14,10 +14,10 @@ import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { after, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemcachedClient, type MemcachedClientOptions } from '../src/protocol/client.js'
-import { MemcachedError, type MemcachedErrorCode } from '../src/protocol/errors.js'
-import { MemcachedServer, freePort, type MemcachedOptions } from './helpers/memcached.js'
-import { FaultProxy } from './helpers/proxy.js'
+import { MemcachedClient, type MemcachedClientOptions } from '../../src/protocol/client.js'
+import { MemcachedError, type MemcachedErrorCode } from '../../src/protocol/errors.js'
+import { MemcachedServer, freePort, type MemcachedOptions } from '../helpers/memcached.js'
+import { FaultProxy } from '../helpers/proxy.js'
 
 // Installed before anything runs; the last test asserts it stayed empty.
 const unhandled: unknown[] = []
@@ -714,8 +714,8 @@ describe('close()', () => {
     }
   }
 
-  // The compiled test runs from build/test; the package entry is build/src/index.js.
-  const entry = path.join(__dirname, '..', 'src', 'index.js')
+  // The compiled test runs from build/test/protocol; the package entry is build/src/index.js.
+  const entry = path.join(__dirname, '..', '..', 'src', 'index.js')
 
   test('a script that connects, gets and closes exits by itself', TEST, async () => {
     const server = await scope.server()

@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MemcachedClient, type MemcachedClientOptions } from '../src/protocol/client.js'
-import { MemcachedError, type MemcachedErrorCode } from '../src/protocol/errors.js'
-import { MemcachedServer } from './helpers/memcached.js'
-import { makeSelfSignedCert, type SelfSignedCert } from './helpers/tls.js'
+import { MemcachedClient, type MemcachedClientOptions } from '../../src/protocol/client.js'
+import { MemcachedError, type MemcachedErrorCode } from '../../src/protocol/errors.js'
+import { MemcachedServer } from '../helpers/memcached.js'
+import { makeSelfSignedCert, type SelfSignedCert } from '../helpers/tls.js'
 
 const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => { unhandled.push(reason) })

@@ -2,9 +2,9 @@
 // byte, and split at random points (fixed seed), with no socket involved.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ReplyParser, VIEW_MIN_BYTES, type ParserSink, type Reply, type ReplyKind } from '../src/protocol/parser.js'
-import { seededRandom } from './helpers/random.js'
-import { keyOfLine } from './helpers/value-key.js'
+import { ReplyParser, VIEW_MIN_BYTES, type ParserSink, type Reply, type ReplyKind } from '../../src/protocol/parser.js'
+import { seededRandom } from '../helpers/random.js'
+import { keyOfLine } from '../helpers/value-key.js'
 
 type Event =
   | { value: [string, number, string, string | undefined] }

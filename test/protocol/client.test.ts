@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { MemcachedClient } from '../src/protocol/client.js'
-import { MemcachedError, type MemcachedErrorCode } from '../src/protocol/errors.js'
-import { MemcachedServer } from './helpers/memcached.js'
+import { MemcachedClient } from '../../src/protocol/client.js'
+import { MemcachedError, type MemcachedErrorCode } from '../../src/protocol/errors.js'
+import { MemcachedServer } from '../helpers/memcached.js'
 
 let server: MemcachedServer
 let other: MemcachedServer

@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict'
 import diagnosticsChannel from 'node:diagnostics_channel'
 import { after, before, test } from 'node:test'
-import { MemcachedClient } from '../src/protocol/client.js'
-import type { CommandTrace } from '../src/protocol/diagnostics.js'
-import { MemcachedServer } from './helpers/memcached.js'
+import { MemcachedClient } from '../../src/protocol/client.js'
+import type { CommandTrace } from '../../src/protocol/diagnostics.js'
+import { MemcachedServer } from '../helpers/memcached.js'
 
 const channels = diagnosticsChannel.tracingChannel<unknown, CommandTrace>('fastify-memcached-session:command')
 let server: MemcachedServer

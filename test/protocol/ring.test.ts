@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
-import { KetamaRing, hashKey, ketamaPoints, parseServer, type RingNode } from '../src/protocol/ring.js'
+import { KetamaRing, hashKey, ketamaPoints, parseServer, type RingNode } from '../../src/protocol/ring.js'
 
 const PREFIX = 'fastify-memcached-session: '
 
