@@ -25,27 +25,54 @@ export interface CookieId {
  */
 export type CookieRejection = 'malformed' | 'forged'
 
-/**
- * The raw value of cookie `name` in a `Cookie` header, without parsing the
- * other cookies; `undefined` when absent.
- */
-export function readCookie (header: string, name: string): string | undefined {
-  let from = 0
-  for (;;) {
-    const at = header.indexOf(name, from)
-    if (at < 0) return undefined
-    from = at + name.length
-    const before = at === 0 ? ';' : header[at - 1]
-    if ((before === ';' || before === ' ' || before === '\t') && header[from] === '=') {
-      const end = header.indexOf(';', from)
-      const value = header.slice(from + 1, end < 0 ? header.length : end).trim()
-      // Some clients percent-encode cookie values; ours never need it.
-      return value.includes('%') ? safeDecode(value) : value
-    }
-  }
+const SEMICOLON = 0x3b
+const EQUALS = 0x3d
+
+/** SP or HTAB: the only whitespace RFC 6265 and the `cookie` package trim. */
+function isBlank (code: number): boolean {
+  return code === 0x20 || code === 0x09
 }
 
-function safeDecode (value: string): string {
+/**
+ * The value of cookie `name` (an RFC 7230 token) in a `Cookie` header, or
+ * `undefined` when absent, without parsing the other cookies. It gives what
+ * `cookie.parse(header)[name]` gives (the parser `@fastify/cookie` uses): the
+ * header is split at `;`, a pair's name and value are trimmed of SP and HTAB
+ * only, the first pair of that name wins, and a value with `%` is
+ * URI-decoded when it decodes. So a name counts only at the start of the
+ * header or after `;` (RFC 6265 section 4.2.1): in `lang=en sid=A; sid=B`,
+ * `sid=A` is part of the value of `lang` and the answer is `B`. Never throws.
+ */
+export function readCookie (header: string, name: string): string | undefined {
+  for (let at = header.indexOf(name); at >= 0; at = header.indexOf(name, at + name.length)) {
+    // A token holds no blank, `;` or `=`, so an occurrence that fails these
+    // checks cannot overlap one that passes: skipping past it is safe.
+    if (!startsPair(header, at)) continue
+    let equals = at + name.length
+    while (isBlank(header.charCodeAt(equals))) equals++
+    if (header.charCodeAt(equals) !== EQUALS) continue
+    const end = header.indexOf(';', equals + 1)
+    return decode(trimBlanks(header, equals + 1, end < 0 ? header.length : end))
+  }
+  return undefined
+}
+
+/** Whether only blanks stand between the start of the header or a `;` and `at`. */
+function startsPair (header: string, at: number): boolean {
+  let before = at - 1
+  while (before >= 0 && isBlank(header.charCodeAt(before))) before--
+  return before < 0 || header.charCodeAt(before) === SEMICOLON
+}
+
+function trimBlanks (header: string, start: number, end: number): string {
+  while (start < end && isBlank(header.charCodeAt(start))) start++
+  while (end > start && isBlank(header.charCodeAt(end - 1))) end--
+  return header.slice(start, end)
+}
+
+// As the `cookie` package: a value that does not decode is kept as sent.
+function decode (value: string): string {
+  if (!value.includes('%')) return value
   try {
     return decodeURIComponent(value)
   } catch {
@@ -53,20 +80,30 @@ function safeDecode (value: string): string {
   }
 }
 
-/** Signs ids and writes `Set-Cookie` values for one plugin registration. */
+/**
+ * Signs ids and writes `Set-Cookie` values for one plugin registration. The
+ * HMAC covers `<name>=<id>`, the pair as the browser sends it, so a cookie is
+ * refused under any other name: with one secret shared by two registrations,
+ * `admin_sid=<value issued as sid>` does not verify. (A token name holds no
+ * `=` and an id holds none either, so the signed text parses one way only.)
+ */
 export class SessionCookies {
   private readonly signer: Signer
   private readonly name: string
+  /** `<name>=`, prepended to the id before signing and verifying. */
+  private readonly signedPrefix: string
   private readonly attributes: string
   private readonly secure: boolean | 'auto'
   // Only values that verified are kept (forged ones never enter, so they
-  // cannot evict real ones), keyed by the whole signed value: a hit is the
-  // same input, hence the same HMAC result. Oldest entry out first.
+  // cannot evict real ones), keyed by the signed pair `<name>=<value>`: a hit
+  // is the same name and value, hence the same HMAC result, even if a cache
+  // were ever shared between registrations. Oldest entry out first.
   private readonly verified = new Map<string, Readonly<CookieId>>()
 
   constructor (config: SessionConfig) {
     this.signer = new Signer(config.secrets, 'sha256')
     this.name = config.cookieName
+    this.signedPrefix = `${config.cookieName}=`
     this.secure = config.cookie.secure
     // Everything but Max-Age and Secure is the same for every response.
     const { path, domain, httpOnly, sameSite, partitioned } = config.cookie
@@ -80,28 +117,31 @@ export class SessionCookies {
   /**
    * Verifies a cookie value. `'malformed'` when it is not `<id>.<signature>`
    * (no HMAC is computed), `'forged'` when the signature does not match any
-   * secret: either way the caller starts a fresh session. The result is
-   * shared and frozen: the last {@link VERIFIED_CACHE_SIZE} valid values are
-   * remembered, so a returning session costs no HMAC.
+   * secret for this cookie name: either way the caller starts a fresh
+   * session. The result is shared and frozen: the last
+   * {@link VERIFIED_CACHE_SIZE} valid values are remembered, so a returning
+   * session costs no HMAC.
    */
   verify (value: string): CookieId | CookieRejection {
     if (value.length !== SIGNED_LENGTH || value[ID_LENGTH] !== '.') return 'malformed'
     const id = value.slice(0, ID_LENGTH)
     if (!ID.test(id)) return 'malformed'
-    const known = this.verified.get(value)
+    const pair = this.signedPrefix + value
+    const known = this.verified.get(pair)
     if (known !== undefined) return known
-    const result = this.signer.unsign(value)
+    const result = this.signer.unsign(pair)
     if (!result.valid) return 'forged'
     const cookie = Object.freeze({ id, renew: result.renew })
     if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string)
-    this.verified.set(value, cookie)
+    this.verified.set(pair, cookie)
     return cookie
   }
 
   /** A `Set-Cookie` value carrying the signed id; `maxAge` in seconds. */
   issue (id: string, maxAge: number | undefined, https: boolean): string {
     const age = maxAge === undefined ? '' : `; Max-Age=${maxAge}`
-    return `${this.name}=${this.signer.sign(id)}${age}${this.attributes}${this.secureFlag(https)}`
+    // sign() returns `<name>=<id>.<signature>`: the pair, ready to send.
+    return `${this.signer.sign(this.signedPrefix + id)}${age}${this.attributes}${this.secureFlag(https)}`
   }
 
   /** A `Set-Cookie` value that makes the browser drop the cookie. */

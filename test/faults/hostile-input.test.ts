@@ -6,12 +6,11 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { sign } from '@fastify/cookie'
 import type { FastifyInstance } from 'fastify'
 import { MemcachedClient, type SessionData } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached.js'
 import { seededRandom } from '../helpers/random.js'
-import { SECRET, buildApp, cookieOf, idOf, keyOf, setCookieOf } from '../plugin/helpers.js'
+import { buildApp, cookieOf, idOf, keyOf, setCookieOf, signCookie } from '../plugin/helpers.js'
 
 const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => { unhandled.push(reason) })
@@ -128,7 +127,7 @@ test('10,000 distinct forged cookies in a row cost no store command and no 500',
   const statuses = new Map<number, number>()
   for (let i = 0; i < 10_000; i++) {
     // Half random signatures, half real signatures under a secret we do not hold.
-    const cookie = i % 2 === 0 ? forged() : sign(base64url(32), otherSecret)
+    const cookie = i % 2 === 0 ? forged() : signCookie(base64url(32), otherSecret)
     const response = await app.inject({ url: '/probe', cookies: { sid: cookie } })
     statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1)
   }
@@ -162,7 +161,7 @@ test('__proto__, constructor and prototype keys set through the API are plain da
 
 test('__proto__, constructor and prototype keys planted in memcached by hand pollute nothing, on load, save and merge', async () => {
   const id = base64url(32)
-  const cookie = sign(id, SECRET)
+  const cookie = signCookie(id)
   const key = keyOf(id)
   const now = Math.floor(Date.now() / 1000)
   const planted = (views: number): string => `${now}::{"__proto__":{"polluted":true,"isAdmin":true},"constructor":{"prototype":{"polluted":true}},"prototype":{"polluted":true},"views":${views}}`

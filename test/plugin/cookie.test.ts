@@ -3,12 +3,12 @@
 import { after, before, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import crypto, { randomBytes } from 'node:crypto'
+import { sign } from '@fastify/cookie'
 import net from 'node:net'
-import { sign, unsign } from '@fastify/cookie'
 import type { FastifyInstance } from 'fastify'
 import { MemcachedClient, MemcachedStore, type MemcachedSessionOptions } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached.js'
-import { CountingStore, OLD_SECRET, SECRET, buildApp, cookieOf, idOf, keyOf, setCookieOf } from './helpers.js'
+import { CountingStore, OLD_SECRET, SECRET, buildApp, cookieOf, cookieVerifies, idOf, keyOf, setCookieOf, signCookie } from './helpers.js'
 
 let server: MemcachedServer
 let client: MemcachedClient
@@ -74,7 +74,7 @@ test('the cookie is <id>.<HMAC-SHA256 signature> with the default attributes', a
   assert.ok(line !== undefined)
   assert.match(line, /^sid=[A-Za-z0-9_-]{43}\.[A-Za-z0-9+/]{43}; Path=\/; HttpOnly; SameSite=Lax$/)
   const value = cookieOf(response)
-  assert.deepEqual(unsign(value, SECRET), { valid: true, renew: false, value: idOf(value) })
+  assert.ok(cookieVerifies(value, SECRET))
   assert.equal(response.headers['cache-control'], 'no-store')
   assert.equal(Buffer.from(idOf(value), 'base64url').length, 32)
 })
@@ -94,7 +94,7 @@ test('a bad signature gives a fresh session with a new id, without a store call'
   const { app, store } = await setup(t)
   const cookie = await login(app)
   const tampered = cookie.slice(0, -1) + (cookie.endsWith('A') ? 'B' : 'A')
-  const forged = sign(idOf(cookie), 'some-other-secret-that-is-long-enough!!')
+  const forged = signCookie(idOf(cookie), 'some-other-secret-that-is-long-enough!!')
   for (const value of [tampered, forged]) {
     store.reset()
     const peek = await app.inject({ url: '/peek', cookies: { sid: value } })
@@ -114,7 +114,7 @@ test('a malformed cookie costs no store call, signed or not', async (t) => {
   const longId = randomBytes(48).toString('base64url')
   const values = [
     '', 'garbage', 'x'.repeat(87), `${'!'.repeat(43)}.${'a'.repeat(43)}`,
-    sign(shortId, SECRET), sign(longId, SECRET), sign('a.b', SECRET), '%E0%A4%A'
+    signCookie(shortId), signCookie(longId), signCookie('a.b'), '%E0%A4%A'
   ]
   for (const value of values) {
     const response = await app.inject({ url: '/peek', headers: { cookie: `sid=${value}` } })
@@ -128,7 +128,7 @@ test('a malformed cookie costs no store call, signed or not', async (t) => {
 test('a well-signed id the store does not know is never adopted', async (t) => {
   const { app, store } = await setup(t)
   const planted = randomBytes(32).toString('base64url')
-  const value = sign(planted, SECRET)
+  const value = signCookie(planted)
   const response = await app.inject({ method: 'POST', url: '/count', cookies: { sid: value } })
   assert.deepEqual(response.json(), { views: 1 })
   assert.equal(store.calls.get, 1)
@@ -147,7 +147,7 @@ test('secret rotation: an older secret verifies and the cookie is re-signed with
   assert.deepEqual(response.json(), { views: 1, isNew: false })
   const reissued = cookieOf(response)
   assert.equal(idOf(reissued), idOf(oldCookie))
-  assert.equal(unsign(reissued, SECRET).valid, true)
+  assert.ok(cookieVerifies(reissued, SECRET))
   assert.equal(response.headers['cache-control'], 'no-store')
   const again = await app.inject({ url: '/peek', cookies: { sid: reissued } })
   assert.deepEqual(again.json(), { views: 1, isNew: false })
@@ -288,4 +288,67 @@ test('hot path: no cookie costs no crypto; a cookie costs one HMAC and one SHA-2
     assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: forged } })).json(), { views: null, isNew: true })
   }
   assert.equal(hmac.mock.callCount(), 4)
+})
+
+test('lang=en sid=<A>; sid=<B> loads B, as the cookie package reads the header; a tab is no separator either', async (t) => {
+  const { app, store } = await setup(t)
+  const a = await login(app)
+  const b = await login(app)
+  assert.deepEqual((await app.inject({ method: 'POST', url: '/count', cookies: { sid: b } })).json(), { views: 2 })
+  assert.notEqual(idOf(a), idOf(b))
+  for (const header of [`lang=en sid=${a}; sid=${b}`, `lang=en\tsid=${a}; sid=${b}`]) {
+    const response = await app.inject({ url: '/peek', headers: { cookie: header } })
+    assert.deepEqual(response.json(), { views: 2, isNew: false }, header)
+  }
+  // A name inside another cookie's value is no cookie at all: no store call.
+  store.reset()
+  const inside = await app.inject({ url: '/peek', headers: { cookie: `lang=en sid=${a}` } })
+  assert.deepEqual(inside.json(), { views: null, isNew: true })
+  assert.equal(store.total, 0)
+})
+
+test('a cookie issued under one name is refused under another, with the same secret, store and prefix', async (t) => {
+  const { app: user, store } = await setup(t, { cookieName: 'sid' })
+  const { app: admin } = await setup(t, { cookieName: 'admin_sid' })
+  const issued = await login(user)
+  store.reset()
+  const replayed = await admin.inject({ url: '/peek', headers: { cookie: `admin_sid=${issued}` } })
+  assert.deepEqual(replayed.json(), { views: null, isNew: true })
+  assert.equal(store.total, 0, 'refused before any store call')
+  assert.equal(setCookieOf(replayed, 'admin_sid'), undefined)
+  // Its own name still works, in both apps.
+  assert.deepEqual((await user.inject({ url: '/peek', cookies: { sid: issued } })).json(), { views: 1, isNew: false })
+  const adminCookie = cookieOf(await admin.inject({ method: 'POST', url: '/count' }), 'admin_sid')
+  assert.deepEqual((await admin.inject({ url: '/peek', headers: { cookie: `admin_sid=${adminCookie}` } })).json(), { views: 1, isNew: false })
+  assert.deepEqual((await user.inject({ url: '/peek', cookies: { sid: adminCookie } })).json(), { views: null, isNew: true })
+  // The signature covers `<name>=<id>`; one over the bare id (the format
+  // before names were bound) is refused too.
+  assert.ok(cookieVerifies(issued, SECRET, 'sid'))
+  assert.ok(!cookieVerifies(issued, SECRET, 'admin_sid'))
+  const unbound = `${idOf(issued)}.${sign(idOf(issued), SECRET).slice(44)}`
+  assert.deepEqual((await user.inject({ url: '/peek', cookies: { sid: unbound } })).json(), { views: null, isNew: true })
+})
+
+test('the verified-cookie cache is per name: a value verified under sid is not taken from the cache under admin_sid', async (t) => {
+  const { app: user } = await setup(t, { cookieName: 'sid' })
+  const { app: admin } = await setup(t, { cookieName: 'admin_sid' })
+  const issued = await login(user)
+  // Warm the cache of the sid app, then replay under the other name, twice.
+  assert.deepEqual((await user.inject({ url: '/peek', cookies: { sid: issued } })).json(), { views: 1, isNew: false })
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual((await admin.inject({ url: '/peek', headers: { cookie: `admin_sid=${issued}` } })).json(), { views: null, isNew: true })
+  }
+})
+
+test('secret rotation with names bound: an older secret verifies under the same name only, re-signed by the newest', async (t) => {
+  const { app: before } = await setup(t, { secret: OLD_SECRET, cookieName: 'app_sid' })
+  const oldCookie = cookieOf(await before.inject({ method: 'POST', url: '/count' }), 'app_sid')
+  const { app } = await setup(t, { secret: [SECRET, OLD_SECRET], cookieName: 'app_sid' })
+  const response = await app.inject({ url: '/peek', headers: { cookie: `app_sid=${oldCookie}` } })
+  assert.deepEqual(response.json(), { views: 1, isNew: false })
+  const reissued = cookieOf(response, 'app_sid')
+  assert.equal(idOf(reissued), idOf(oldCookie))
+  assert.ok(cookieVerifies(reissued, SECRET, 'app_sid'))
+  const { app: other } = await setup(t, { secret: [SECRET, OLD_SECRET], cookieName: 'sid' })
+  assert.deepEqual((await other.inject({ url: '/peek', cookies: { sid: oldCookie } })).json(), { views: null, isNew: true })
 })

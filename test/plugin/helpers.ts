@@ -1,6 +1,7 @@
 // Shared by the plugin suites: an app with the routes the tests drive, cookie
 // helpers, and a store wrapper that counts calls.
 import { createHash } from 'node:crypto'
+import { sign, unsign } from '@fastify/cookie'
 import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyRequestResponse } from 'fastify'
 import { memcachedSession, type MemcachedSessionOptions, type SessionStore, type StoredRecord } from '../../src/index.js'
 import type { CasResult } from '../../src/protocol/client.js'
@@ -16,6 +17,19 @@ declare module '../../src/plugin/session.js' {
 
 export const SECRET = 'a-test-secret-that-is-long-enough-0001'
 export const OLD_SECRET = 'an-older-secret-that-is-long-enough-002'
+
+/**
+ * A cookie value as the plugin signs it: `<id>.<signature>`, the HMAC-SHA256
+ * covering `<name>=<id>` so the value is valid under that cookie name only.
+ */
+export function signCookie (id: string, secret: string = SECRET, name = 'sid'): string {
+  return sign(`${name}=${id}`, secret).slice(name.length + 1)
+}
+
+/** Whether `value` carries a valid signature of its id under cookie `name` with `secret`. */
+export function cookieVerifies (value: string, secret: string = SECRET, name = 'sid'): boolean {
+  return unsign(`${name}=${value}`, secret).valid
+}
 
 /** Counts each store call, passing everything through. */
 export class CountingStore implements SessionStore {
