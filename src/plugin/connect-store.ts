@@ -67,13 +67,17 @@ export type ConnectCallback<T = void> = (error: unknown, result?: T) => void
 export interface ConnectStoreMethods {
   /** The client commands go through. */
   readonly client: MemcachedClient
-  /** The session stored under `sid`, or `null` when missing, expired or not JSON. */
+  /** The session stored under `sid`, or `null` when missing, not JSON, or once its `cookie.expires` has passed (to the ms). */
   get (sid: string): Promise<StoredConnectSession | null>
   get (sid: string, callback: ConnectCallback<ConnectSessionData | null>): void
-  /** Stores the session until its cookie expires (or for `ttl` seconds); an already expired one is deleted. */
+  /** Stores the session until its cookie expires (or for `ttl` seconds); an already expired one is deleted. The callback runs outside the promise chain. */
   set<Session extends ConnectSessionData> (sid: string, session: Session): Promise<void>
   set<Session extends ConnectSessionData> (sid: string, session: Session, callback: ConnectCallback): void
-  /** Renews the expiry without rewriting the data (a memcached `touch`); a missing session is not an error. */
+  /**
+   * Moves the stored session's `cookie` (hence its expiry) and memcached TTL to
+   * those of `session`, keeping the stored data: a `gets` and a `cas`, two round
+   * trips. A missing, expired or concurrently changed session is left as it is.
+   */
   touch<Session extends ConnectSessionData> (sid: string, session: Session): Promise<void>
   touch<Session extends ConnectSessionData> (sid: string, session: Session, callback: ConnectCallback): void
   /** Deletes the session; a missing one is not an error. */
@@ -111,12 +115,32 @@ function checkTtl (ttl: unknown): number {
   return ttl
 }
 
-/** Seconds the session has left: until its cookie expires, else `fallback`; 0 or less when already expired. */
-function ttlOf (session: ConnectSessionData, fallback: number): number {
+/** ms since the epoch when the session's cookie expires; `undefined` for a browser-session cookie (or an unreadable date). */
+function deadlineOf (session: ConnectSessionData): number | undefined {
   const expires = session.cookie?.expires
-  if (expires === undefined || expires === null) return fallback
-  const ms = new Date(expires).getTime() - Date.now()
-  return Number.isFinite(ms) ? Math.ceil(ms / 1000) : fallback
+  if (expires === undefined || expires === null) return undefined
+  const ms = new Date(expires).getTime()
+  return Number.isFinite(ms) ? ms : undefined
+}
+
+/** Whether the session's cookie has expired, as express-session's MemoryStore decides it. */
+function hasExpired (session: ConnectSessionData): boolean {
+  const deadline = deadlineOf(session)
+  return deadline !== undefined && deadline <= Date.now()
+}
+
+/**
+ * The memcached TTL in seconds for the session: one second past its cookie's
+ * expiry, else `fallback`; 0 when already expired. memcached's clock ticks in
+ * whole seconds and may lag the real time by up to one, so an item given
+ * `ceil(ms / 1000)` seconds could vanish before the cookie expires; the extra
+ * second keeps it, and `get` enforces the exact deadline.
+ */
+function ttlOf (session: ConnectSessionData, fallback: number): number {
+  const deadline = deadlineOf(session)
+  if (deadline === undefined) return fallback
+  const ms = deadline - Date.now()
+  return ms > 0 ? Math.ceil(ms / 1000) + 1 : 0
 }
 
 function parse (raw: Buffer | undefined): StoredConnectSession | null {
@@ -132,10 +156,18 @@ function parse (raw: Buffer | undefined): StoredConnectSession | null {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? value as StoredConnectSession : null
 }
 
-/** Calls back when given a callback (and returns nothing), else returns the promise. */
+/**
+ * Calls back when given a callback (and returns nothing), else returns the
+ * promise. The callback runs on a tick of its own, outside the promise chain:
+ * if it throws, that is an uncaught exception, as with any callback API, not
+ * a rejection nobody handles while the request hangs.
+ */
 function settle<T> (promise: Promise<T>, callback: ConnectCallback<T> | undefined): Promise<T> | undefined {
   if (callback === undefined) return promise
-  promise.then((result) => { callback(null, result) }, (error: unknown) => { callback(error) })
+  promise.then(
+    (result) => { process.nextTick(callback, null, result) },
+    (error: unknown) => { process.nextTick(callback, error) }
+  )
   return undefined
 }
 
@@ -165,37 +197,42 @@ export function connectStore (Base: abstract new () => object = EventEmitter): C
   // constructor type, hence the cast.
   const Parent = Base as new () => object
 
+  // Every member but the store interface (get, set, touch, destroy) and
+  // ping, close and client is #private: the base classes call methods of
+  // their own by name (express-session's load, createSession, regenerate),
+  // and @fastify/session's Store sets `this.store`, so a member of the same
+  // name here would break them.
   class MemcachedConnectStore extends Parent {
     readonly client: MemcachedClient
-    private readonly ownsClient: boolean
-    private readonly prefix: string
-    private readonly ttl: number
+    readonly #ownsClient: boolean
+    readonly #prefix: string
+    readonly #ttl: number
 
     constructor (options: ConnectStoreOptions = {}) {
       super()
       if (options.client !== undefined && options.servers !== undefined) {
         throw new TypeError(`${NAME}: the connect store takes either client or servers, not both`)
       }
-      this.prefix = checkPrefix(options.prefix)
-      this.ttl = checkTtl(options.ttl)
-      this.ownsClient = options.client === undefined
+      this.#prefix = checkPrefix(options.prefix)
+      this.#ttl = checkTtl(options.ttl)
+      this.#ownsClient = options.client === undefined
       this.client = options.client ?? new MemcachedClient({ servers: options.servers ?? ['127.0.0.1:11211'] })
     }
 
     get (sid: string, callback?: ConnectCallback<StoredConnectSession | null>): Promise<StoredConnectSession | null> | undefined {
-      return settle(this.load(sid), callback)
+      return settle(this.#read(sid), callback)
     }
 
     set (sid: string, session: ConnectSessionData, callback?: ConnectCallback): Promise<void> | undefined {
-      return settle(this.store(sid, session), callback)
+      return settle(this.#write(sid, session), callback)
     }
 
     touch (sid: string, session: ConnectSessionData, callback?: ConnectCallback): Promise<void> | undefined {
-      return settle(this.renew(sid, session), callback)
+      return settle(this.#renew(sid, session), callback)
     }
 
     destroy (sid: string, callback?: ConnectCallback): Promise<void> | undefined {
-      return settle(this.remove(sid), callback)
+      return settle(this.#delete(sid), callback)
     }
 
     async ping (): Promise<Record<string, ServerHealth>> {
@@ -203,31 +240,45 @@ export function connectStore (Base: abstract new () => object = EventEmitter): C
     }
 
     async close (): Promise<void> {
-      if (this.ownsClient) await this.client.close()
+      if (this.#ownsClient) await this.client.close()
     }
 
-    private keyOf (sid: string): string {
-      return this.prefix + createHash('sha256').update(String(sid)).digest('hex')
+    #keyOf (sid: string): string {
+      return this.#prefix + createHash('sha256').update(String(sid)).digest('hex')
     }
 
-    private async load (sid: string): Promise<StoredConnectSession | null> {
-      return parse(await this.client.get(this.keyOf(sid)))
+    async #read (sid: string): Promise<StoredConnectSession | null> {
+      const session = parse(await this.client.get(this.#keyOf(sid)))
+      // memcached keeps the item up to two seconds past the cookie's expiry.
+      return session === null || hasExpired(session) ? null : session
     }
 
-    private async store (sid: string, session: ConnectSessionData): Promise<void> {
-      const ttl = ttlOf(session, this.ttl)
-      if (ttl <= 0) return await this.remove(sid)
-      await this.client.set(this.keyOf(sid), JSON.stringify(session), { ttl })
+    async #write (sid: string, session: ConnectSessionData): Promise<void> {
+      const ttl = ttlOf(session, this.#ttl)
+      if (ttl <= 0) return await this.#delete(sid)
+      await this.client.set(this.#keyOf(sid), JSON.stringify(session), { ttl })
     }
 
-    private async renew (sid: string, session: ConnectSessionData): Promise<void> {
-      const ttl = ttlOf(session, this.ttl)
-      if (ttl <= 0) return await this.remove(sid)
-      await this.client.touch(this.keyOf(sid), ttl)
+    /**
+     * Moves the stored cookie's expiry along with the memcached TTL, as
+     * MemoryStore does: `#read` checks the stored expiry, so renewing the TTL
+     * alone would cut the session off at its old deadline. The data stays as
+     * stored; a `cas` that finds the session changed or gone leaves it be
+     * (the writer stored a fresh cookie, or the session was destroyed).
+     */
+    async #renew (sid: string, session: ConnectSessionData): Promise<void> {
+      const ttl = ttlOf(session, this.#ttl)
+      if (ttl <= 0) return await this.#delete(sid)
+      const key = this.#keyOf(sid)
+      const found = await this.client.gets(key)
+      const stored = parse(found?.value)
+      if (found === undefined || stored === null || hasExpired(stored)) return
+      stored.cookie = session.cookie
+      await this.client.cas(key, JSON.stringify(stored), found.cas, { ttl, flags: found.flags })
     }
 
-    private async remove (sid: string): Promise<void> {
-      await this.client.delete(this.keyOf(sid))
+    async #delete (sid: string): Promise<void> {
+      await this.client.delete(this.#keyOf(sid))
     }
   }
 
