@@ -158,15 +158,18 @@ function parse (raw: Buffer | undefined): StoredConnectSession | null {
 
 /**
  * Calls back when given a callback (and returns nothing), else returns the
- * promise. The callback runs on a tick of its own, outside the promise chain:
- * if it throws, that is an uncaught exception, as with any callback API, not
- * a rejection nobody handles while the request hangs.
+ * promise. The callback runs in a microtask of its own, outside the promise
+ * chain: if it throws, that is an uncaught exception, as with any callback
+ * API, not a rejection nobody handles while the request hangs. A microtask
+ * rather than `process.nextTick` keeps the order callers saw before: code
+ * that races its own callbacks (a Fastify handler that calls `reply.send()`
+ * without returning `reply`) behaves as it did.
  */
 function settle<T> (promise: Promise<T>, callback: ConnectCallback<T> | undefined): Promise<T> | undefined {
   if (callback === undefined) return promise
   promise.then(
-    (result) => { process.nextTick(callback, null, result) },
-    (error: unknown) => { process.nextTick(callback, error) }
+    (result) => { queueMicrotask(() => { callback(null, result) }) },
+    (error: unknown) => { queueMicrotask(() => { callback(error) }) }
   )
   return undefined
 }
