@@ -1,5 +1,5 @@
-import { Buffer } from 'node:buffer'
 import type { MemcachedClient } from '../protocol/client.js'
+import { keyProblem } from '../protocol/commands.js'
 import type { SessionStore } from './stores/store.js'
 
 /** Attributes of the session cookie. */
@@ -64,6 +64,20 @@ export interface MemcachedSessionOptions {
    * Default 1; at most the number of servers. Not with `store`.
    */
   replicas?: number
+  /**
+   * Save the session changes of a request whose response is an error
+   * (status >= 500), as express-session and `@fastify/session` do. `false`:
+   * such a request writes and renews nothing. Default `true`.
+   */
+  saveOnError?: boolean
+  /**
+   * Send `Cache-Control: private, no-store` on every response to a request
+   * that carried a live session, unless the route set its own. Default
+   * `true`: without it the browser's back/forward cache may show a
+   * logged-in page again after logout. Responses that set or clear the
+   * session cookie are kept out of shared caches either way.
+   */
+  cacheControl?: boolean
 }
 
 /** Options after validation, with every default applied. */
@@ -76,6 +90,8 @@ export interface SessionConfig {
   rolling: boolean
   saveUninitialized: boolean
   prefix: string
+  saveOnError: boolean
+  cacheControl: boolean
 }
 
 const NAME = 'fastify-memcached-session'
@@ -84,8 +100,8 @@ const MIN_SECRET_LENGTH = 32
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 // Path and domain end up verbatim in Set-Cookie: no separators, no controls.
 const ATTRIBUTE = /^[\x21-\x3a\x3c-\x7e]+$/
-// memcached keys are at most 250 bytes; the hex sha256 takes 64 of them.
-const MAX_PREFIX_BYTES = 250 - 64
+/** What the store key adds after the prefix: a hex sha256. */
+const HASH_PLACEHOLDER = '0'.repeat(64)
 
 function fail (message: string): never {
   throw new TypeError(`${NAME}: ${message}`)
@@ -117,19 +133,13 @@ function flag (name: string, value: unknown, fallback: boolean): boolean {
   return value
 }
 
-function hasControl (value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const code = value.charCodeAt(i)
-    if (code < 0x20 || code === 0x7f) return true
-  }
-  return false
-}
-
+// The client's own key rules, on the longest key the prefix will start: a
+// prefix that registers never makes a write fail with MC_INVALID_KEY.
 function prefix (value: unknown): string {
   if (value === undefined) return 'sess:'
   if (typeof value !== 'string') fail('prefix must be a string')
-  if (/\s/.test(value) || hasControl(value)) fail('prefix must not contain whitespace or control characters (it is part of a memcached key)')
-  if (Buffer.byteLength(value) > MAX_PREFIX_BYTES) fail(`prefix must be at most ${MAX_PREFIX_BYTES} bytes (memcached keys are at most 250)`)
+  const problem = keyProblem(value + HASH_PLACEHOLDER)
+  if (problem !== undefined) fail(`prefix cannot start a memcached key (followed by the 64 hex characters of sha256(id)): ${problem}`)
   return value
 }
 
@@ -186,6 +196,8 @@ export function resolveOptions (options: MemcachedSessionOptions): SessionConfig
     absoluteTtl: seconds('absoluteTtl', options.absoluteTtl, 604_800) ?? 604_800,
     rolling: flag('rolling', options.rolling, true),
     saveUninitialized: flag('saveUninitialized', options.saveUninitialized, false),
-    prefix: prefix(options.prefix)
+    prefix: prefix(options.prefix),
+    saveOnError: flag('saveOnError', options.saveOnError, true),
+    cacheControl: flag('cacheControl', options.cacheControl, true)
   }
 }

@@ -1,3 +1,5 @@
+import { SessionError } from './errors.js'
+
 // The serialized form of a session in the store:
 //   <createdAt seconds>:<cookie maxAge seconds, or empty>:<JSON data>
 // The two numbers come first so a load can check the absolute lifetime, and
@@ -17,9 +19,19 @@ export interface DecodedRecord {
   json: string
 }
 
-/** Serializes a session record. */
+/**
+ * Serializes a session record. Data that JSON cannot hold (nested past the
+ * engine's stack, circular, a BigInt, a throwing `toJSON`) is a
+ * `SESSION_INVALID_DATA` error, not the engine's raw `RangeError`.
+ */
 export function encodeRecord (createdAt: number, maxAge: number | undefined, data: RecordData): string {
-  return `${createdAt}:${maxAge ?? ''}:${JSON.stringify(data)}`
+  let json: string
+  try {
+    json = JSON.stringify(data)
+  } catch (error) {
+    throw new SessionError('SESSION_INVALID_DATA', 'the session data cannot be stored as JSON (nested too deeply, circular, or holding a BigInt); nothing was saved', error)
+  }
+  return `${createdAt}:${maxAge ?? ''}:${json}`
 }
 
 /** Splits a record; `undefined` when it is not one of ours (treated as missing). */

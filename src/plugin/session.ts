@@ -1,7 +1,5 @@
-import type { FastifyBaseLogger } from 'fastify'
-import type { SessionManager } from './manager.js'
-import { SessionError } from './errors.js'
-import { parseData, setData, type RecordData } from './record.js'
+import { setData } from './record.js'
+import { DELETED, data, isNew, markChanged, recordChange, type SessionState } from './state.js'
 
 /**
  * The shape of session data, empty until the app declares its keys by
@@ -18,58 +16,8 @@ import { parseData, setData, type RecordData } from './record.js'
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled by the app's declaration merging
 export interface SessionData {}
 
-/** Marks a key deleted in {@link SessionState.changes}. */
-export const DELETED: unique symbol = Symbol('deleted')
-
 /** Hides the per-request state from the public surface of {@link Session}. */
 export const STATE: unique symbol = Symbol('fastify-memcached-session.state')
-
-/** Everything the plugin tracks about one request's session. */
-export interface SessionState {
-  readonly manager: SessionManager
-  readonly log: FastifyBaseLogger
-  /** Undefined until read or saved: a fresh session draws no random bytes before. */
-  id: string | undefined
-  /** `prefix + sha256(id)`, cached once computed. */
-  key: string | undefined
-  /**
-   * The stored record exactly as loaded, while nothing has been written
-   * since: a "change" that encodes to the same bytes is not written again
-   * (setting a key to the value it had, as @fastify/flash does on every read).
-   */
-  record: string | undefined
-  /** Stored data not parsed yet (parsed on first access). */
-  json: string | undefined
-  data: RecordData | undefined
-  /** This request's changes, key by key, re-applied on a CAS conflict. */
-  changes: Map<string, unknown> | undefined
-  /** Something must be written (data, maxAge, or a regenerated id). */
-  dirty: boolean
-  /** Unix seconds when the session was created. */
-  createdAt: number
-  maxAge: number | undefined
-  maxAgeChanged: boolean
-  /** A record exists under `key` (loaded, or written by this request). */
-  stored: boolean
-  /** CAS version of the record as loaded; undefined once it may be stale. */
-  version: bigint | undefined
-  isNew: boolean
-  touch: boolean
-  /** Written during this request: a touch would be redundant. */
-  wrote: boolean
-  /** The cookie was signed by an older secret. */
-  renew: boolean
-  /** The id was first written by this request: send the cookie. */
-  issue: boolean
-  /**
-   * This request destroyed (or regenerated away) the session the browser's
-   * cookie names: the response clears the cookie unless it issues a new one.
-   */
-  stale: boolean
-  /** onSend already handled this session. */
-  finished: boolean
-  cookie: SessionCookie | undefined
-}
 
 /** `request.session.cookie`: per-session cookie settings. */
 export class SessionCookie {
@@ -86,7 +34,7 @@ export class SessionCookie {
    * cookie.
    */
   get maxAge (): number | undefined {
-    return this.state.maxAge ?? this.state.manager.config.cookie.maxAge
+    return this.state.maxAge ?? this.state.ops.defaultMaxAge
   }
 
   set maxAge (seconds: number | undefined) {
@@ -94,8 +42,8 @@ export class SessionCookie {
       throw new TypeError(`fastify-memcached-session: cookie.maxAge must be a positive integer number of seconds or undefined, got ${String(seconds)}`)
     }
     this.state.maxAge = seconds
-    this.state.maxAgeChanged = true
-    this.state.dirty = true
+    this.state.maxAgeSet = true
+    markChanged(this.state)
   }
 }
 
@@ -108,6 +56,7 @@ export class SessionCookie {
 export class Session {
   /** @internal */
   readonly [STATE]: SessionState
+  #cookie: SessionCookie | undefined
 
   constructor (state: SessionState) {
     this[STATE] = state
@@ -120,19 +69,18 @@ export class Session {
    */
   get id (): string {
     const state = this[STATE]
-    return state.id ?? state.manager.assignId(state)
+    return state.id ?? state.ops.assignId(state)
   }
 
   /** `true` when the session was not in the store when the request began (or was regenerated or destroyed since). */
   get isNew (): boolean {
-    return this[STATE].isNew
+    return isNew(this[STATE])
   }
 
   /** Per-session cookie settings. */
   get cookie (): SessionCookie {
-    const state = this[STATE]
-    state.cookie ??= new SessionCookie(state)
-    return state.cookie
+    this.#cookie ??= new SessionCookie(this[STATE])
+    return this.#cookie
   }
 
   /** The value stored under `key`, or `undefined`. */
@@ -150,23 +98,26 @@ export class Session {
     }
     const state = this[STATE]
     setData(data(state), key as string, value)
-    record(state, key as string, value)
+    recordChange(state, key as string, value)
   }
 
   /** Removes `key` (saved at the end of the request). */
   delete<K extends keyof SessionData> (key: K): void {
     const state = this[STATE]
     delete data(state)[key as string]
-    record(state, key as string, DELETED)
+    recordChange(state, key as string, DELETED)
   }
 
   /**
    * Moves the data to a new id and deletes the old record now. Call it on
    * login, so an id planted before login is worthless after it. The new
-   * session counts its `absoluteTtl` from now.
+   * session counts its `absoluteTtl` from now. If the old record is already
+   * gone (destroyed by a logout, or expired, since this request loaded it),
+   * the new session starts empty and the response clears the cookie: data is
+   * never copied from a record that no longer exists.
    */
   async regenerate (): Promise<void> {
-    await this[STATE].manager.regenerate(this[STATE])
+    await this[STATE].ops.regenerate(this[STATE])
   }
 
   /**
@@ -175,37 +126,21 @@ export class Session {
    * new session; anything set afterwards starts one under a new id.
    */
   async destroy (): Promise<void> {
-    await this[STATE].manager.destroy(this[STATE])
+    await this[STATE].ops.destroy(this[STATE])
   }
 
   /** Replaces the data with what the store holds now, dropping unsaved changes. */
   async reload (): Promise<void> {
-    await this[STATE].manager.reload(this[STATE])
+    await this[STATE].ops.reload(this[STATE])
   }
 
   /** Writes the session now, even if unchanged, instead of at the end of the request. */
   async save (): Promise<void> {
-    await this[STATE].manager.save(this[STATE])
+    await this[STATE].ops.save(this[STATE])
   }
 
   /** Renews the idle timeout at the end of the request even when `rolling` is off. */
   touch (): void {
-    this[STATE].touch = true
+    this[STATE].touchRequested = true
   }
-}
-
-/** The parsed data, parsing the stored JSON on first access. */
-export function data (state: SessionState): RecordData {
-  if (state.data !== undefined) return state.data
-  const parsed = state.json === undefined ? {} : parseData(state.json)
-  if (parsed === undefined) throw new SessionError('SESSION_CORRUPT', 'the stored session is not valid JSON')
-  state.json = undefined
-  state.data = parsed
-  return parsed
-}
-
-function record (state: SessionState, key: string, value: unknown): void {
-  state.changes ??= new Map()
-  state.changes.set(key, value)
-  state.dirty = true
 }

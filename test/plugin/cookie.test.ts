@@ -86,7 +86,7 @@ test('the next request with the cookie sees the data and gets no new cookie', as
   const response = await app.inject({ url: '/peek', cookies: { sid: cookie } })
   assert.deepEqual(response.json(), { views: 1, isNew: false })
   assert.equal(setCookieOf(response), undefined)
-  assert.equal(response.headers['cache-control'], undefined)
+  assert.equal(response.headers['cache-control'], 'private, no-store')
   assert.deepEqual(store.calls, { get: 1, add: 0, cas: 0, touch: 1, delete: 0 })
 })
 
@@ -148,7 +148,7 @@ test('secret rotation: an older secret verifies and the cookie is re-signed with
   const reissued = cookieOf(response)
   assert.equal(idOf(reissued), idOf(oldCookie))
   assert.ok(cookieVerifies(reissued, SECRET))
-  assert.equal(response.headers['cache-control'], 'no-store')
+  assert.equal(response.headers['cache-control'], 'private, no-store')
   const again = await app.inject({ url: '/peek', cookies: { sid: reissued } })
   assert.deepEqual(again.json(), { views: 1, isNew: false })
   assert.equal(setCookieOf(again), undefined)
@@ -228,7 +228,7 @@ test('session.cookie.maxAge makes a persistent cookie, renewed on each response 
   const next = await app.inject({ url: '/whoami', cookies: { sid: cookieOf(first) } })
   assert.deepEqual(next.json(), { userId: 'bob' })
   assert.match(setCookieOf(next) ?? '', /; Max-Age=60\d{4}; /)
-  assert.equal(next.headers['cache-control'], 'no-store')
+  assert.equal(next.headers['cache-control'], 'private, no-store')
 })
 
 test('Cache-Control: a route\'s own value wins over no-store', async (t) => {

@@ -92,7 +92,7 @@ test('memcached hanging: 503 within the client timeout, and the good data is not
   assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: 1, isNew: false })
 })
 
-test('store errors are logged with a hash of the session id, never the id', async (t) => {
+test('store errors: the 503 body holds the SESSION_* code and a generic message; the MC_* code and server go to the log, never the id', async (t) => {
   const lines: string[] = []
   const stream = new Writable({ write (chunk: Buffer, _encoding, callback) { lines.push(chunk.toString()); callback() } })
   const own = await MemcachedServer.start()
@@ -107,11 +107,20 @@ test('store errors are logged with a hash of the session id, never the id', asyn
   await own.kill()
   const response = await app.inject({ url: '/peek', cookies: { sid: cookie } })
   assert.equal(response.statusCode, 503)
-  const errors = lines.map((line) => JSON.parse(line) as { level: number, session?: string, msg: string }).filter((entry) => entry.level >= 50)
+  assert.deepEqual(response.json(), {
+    statusCode: 503,
+    code: 'SESSION_STORE_UNAVAILABLE',
+    error: 'Service Unavailable',
+    message: 'fastify-memcached-session: session store unavailable, could not load the session'
+  })
+  for (const internal of ['MC_', own.address, String(own.port), keyOf(id)]) assert.ok(!response.body.includes(internal), `${internal} stays out of the body`)
+  const errors = lines.map((line) => JSON.parse(line) as { level: number, session?: string, msg: string, err?: { code?: string, server?: string } }).filter((entry) => entry.level >= 50)
   const ours = errors.find((entry) => entry.session !== undefined)
   assert.ok(ours !== undefined, 'an error entry with the session hash')
   assert.equal(ours.session, keyOf(id).slice('sess:'.length))
   assert.match(ours.msg, /session store unavailable/)
+  assert.equal(ours.err?.code, 'MC_CONNECTION', 'the store\'s code is in the log')
+  assert.equal(ours.err?.server, own.address, 'and the server')
   for (const line of lines) {
     assert.ok(!line.includes(id), 'the id never reaches the log')
     assert.ok(!line.includes(cookie.slice(44)), 'nor the signature')
@@ -155,7 +164,8 @@ test('a store failure inside the handler (destroy) gives one 503, no cookie, no 
   store.reset()
   const response = await app.inject({ method: 'POST', url: '/logout', cookies: { sid: cookie } })
   assert.equal(response.statusCode, 503)
-  assert.match(response.json<{ message: string }>().message, /could not destroy the session \(MC_CONNECTION\)/)
+  assert.equal(response.json<{ message: string }>().message, 'fastify-memcached-session: session store unavailable, could not destroy the session')
+  assert.equal(response.json<{ code: string }>().code, 'SESSION_STORE_UNAVAILABLE')
   assert.equal(setCookieOf(response), undefined)
   assert.deepEqual(store.calls, { get: 1, add: 0, cas: 0, touch: 0, delete: 1 })
   // The session is still there: logout failed visibly rather than silently.

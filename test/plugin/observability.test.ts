@@ -88,8 +88,17 @@ test('session:load and session:save: outcomes, sha256 of the id, sizes and attem
   seen.length = 0
   await app.inject({ url: '/peek', cookies: { sid: cookie } })
   assert.deepEqual(ends(seen, 'load'), [{ sessionHash: hash, reload: false, outcome: 'hit', bytes: stored?.length }])
+  assert.deepEqual(ends(seen, 'save'), [], 'renewed by the load (gets and touch in one batch): nothing to write')
+  // The span opens before the memcached commands it causes and closes after them.
+  assert.deepEqual(seen.filter((entry) => entry.event === 'start' || entry.event === 'asyncEnd').map((entry) => `${entry.channel}:${entry.event}${entry.channel === 'command' ? ` ${String(entry.trace.command)}` : ''}`), [
+    'load:start', 'command:start gets', 'command:start touch', 'command:asyncEnd gets', 'command:asyncEnd touch', 'load:asyncEnd'
+  ])
+
+  seen.length = 0
+  const touching = await setup(t, { rolling: false })
+  touching.get('/touch', async (request) => { request.session.touch(); return {} })
+  await touching.inject({ url: '/touch', cookies: { sid: cookie } })
   assert.deepEqual(ends(seen, 'save'), [{ sessionHash: hash, outcome: 'touched', bytes: 0, attempts: 1 }])
-  // Each span opens before the memcached command it causes and closes after it.
   assert.deepEqual(seen.filter((entry) => entry.event === 'start' || entry.event === 'asyncEnd').map((entry) => `${entry.channel}:${entry.event}`), [
     'load:start', 'command:start', 'command:asyncEnd', 'load:asyncEnd',
     'save:start', 'command:start', 'command:asyncEnd', 'save:asyncEnd'
@@ -240,8 +249,8 @@ test('session events are logged at fitting levels with sha256 of the id, never t
   const failed = log.entries().slice(from).filter((entry) => entry.level === ERROR && entry.session !== undefined)
   assert.equal(failed.length, 1)
   assert.equal(failed[0]?.session, hashOf(live))
-  assert.match(failed[0]?.msg ?? '', /could not save the session \(MC_TIMEOUT\)/)
-  assert.ok(failed[0]?.err !== undefined, 'the store error is attached')
+  assert.equal(failed[0]?.msg, 'fastify-memcached-session: session store unavailable, could not save the session')
+  assert.equal((failed[0]?.err as { code?: string } | undefined)?.code, 'MC_TIMEOUT', 'the store error is attached')
 
   for (const secret of [cookie, fresh, live].flatMap((value) => [idOf(value), value.slice(44)])) {
     assert.ok(!log.raw().includes(secret), 'neither an id nor a signature reaches the log')

@@ -29,10 +29,16 @@ const BAD: Array<[string, unknown, RegExp]> = [
   ['ttl fractional', { store, secret: SECRET, ttl: 1.5 }, /ttl must be a positive integer/],
   ['ttl as a string', { store, secret: SECRET, ttl: '3600' }, /ttl must be a positive integer/],
   ['absoluteTtl NaN', { store, secret: SECRET, absoluteTtl: Number.NaN }, /absoluteTtl must be a positive integer/],
-  ['prefix with a space', { store, secret: SECRET, prefix: 'my app:' }, /prefix must not contain whitespace/],
-  ['prefix with a newline', { store, secret: SECRET, prefix: 'a\r\nflush_all\r\n' }, /prefix must not contain whitespace or control/],
+  ['prefix with a space', { store, secret: SECRET, prefix: 'my app:' }, /prefix cannot start a memcached key.*whitespace/],
+  ['prefix with a newline', { store, secret: SECRET, prefix: 'a\r\nflush_all\r\n' }, /prefix cannot start a memcached key.*whitespace or control/],
   ['prefix with a control character', { store, secret: SECRET, prefix: 'a\u0001' }, /control characters/],
-  ['prefix too long', { store, secret: SECRET, prefix: 'p'.repeat(187) }, /prefix must be at most 186 bytes/],
+  ['prefix with a C1 control character (NEL)', { store, secret: SECRET, prefix: 'sess\u0085:' }, /prefix cannot start a memcached key.*control characters/],
+  ['prefix with a line separator', { store, secret: SECRET, prefix: 'sess\u2028:' }, /prefix cannot start a memcached key.*control characters/],
+  ['prefix with a lone surrogate', { store, secret: SECRET, prefix: 'sess\ud800:' }, /prefix cannot start a memcached key.*lone surrogates/],
+  ['prefix too long', { store, secret: SECRET, prefix: 'p'.repeat(187) }, /prefix cannot start a memcached key.*at most 250 bytes/],
+  ['prefix too long in UTF-8', { store, secret: SECRET, prefix: 'é'.repeat(94) }, /prefix cannot start a memcached key.*at most 250 bytes/],
+  ['saveOnError not a boolean', { store, secret: SECRET, saveOnError: 'no' }, /saveOnError must be a boolean/],
+  ['cacheControl not a boolean', { store, secret: SECRET, cacheControl: 0 }, /cacheControl must be a boolean/],
   ['prefix not a string', { store, secret: SECRET, prefix: 42 }, /prefix must be a string/],
   ['cookie name with a space', { store, secret: SECRET, cookieName: 'my sid' }, /cookieName must be a valid cookie name/],
   ['cookie name with a semicolon', { store, secret: SECRET, cookieName: 'a;b' }, /cookieName must be a valid cookie name/],
@@ -76,8 +82,13 @@ test('accepted: the minimal options, a rotation list, every option spelled out',
     absoluteTtl: 365 * 86_400,
     rolling: false,
     saveUninitialized: true,
-    prefix: 'app:sess:'
+    prefix: 'app:sess:',
+    saveOnError: false,
+    cacheControl: false
   })
+  await register({ secret: SECRET, store, prefix: '' })
+  await register({ secret: SECRET, store, prefix: 'sessé:' })
+  await register({ secret: SECRET, store, prefix: 'p'.repeat(186) })
   await client.close()
   await store.close()
 })

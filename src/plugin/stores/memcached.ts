@@ -134,26 +134,20 @@ export class MemcachedStore implements SessionStore {
   }
 
   async get (key: string): Promise<StoredRecord | undefined> {
-    if (this.replicas === 1) return await this.getOne(key)
-    const all = this.replicaSet(key)
-    const servers = this.usable(all)
-    const copies = await this.readAll(servers, async (view) => await view.gets(key))
-    if (copies.some((copy) => copy.kind === 'dead')) {
-      this.bury(key, servers, copies)
-      return undefined
-    }
-    const best = freshest(copies)
-    if (best === undefined) return this.miss(copies, all, servers)
-    const uniques: Array<[number, bigint]> = []
-    copies.forEach((copy, i) => {
-      if (copy.kind === 'live' && compare(copy.stamp, best.stamp) === 0) uniques.push([this.slot(servers[i] as string), copy.cas])
-    })
-    // The copy keeps the expiry its writer set (a touch since then only
-    // lengthened it): a repaired copy never outlives the original.
-    // A value without a stamp (expires -1) has no known expiry: not copied.
-    const left = best.expires - nowSeconds()
-    if (best.expires === 0 || left >= 1) this.repair(key, servers, copies, best, best.expires === 0 ? 0 : left)
-    return { value: best.record, version: encodeVersion(best.stamp, uniques) }
+    if (this.replicas === 1) return single(await this.client.gets(key))
+    return await this.getReplicated(key, undefined)
+  }
+
+  /**
+   * `gets` and `touch` written in the same tick, hence in one batch: one
+   * round trip. Not `gat`/`gats`, which proxies such as twemproxy do not
+   * serve (it closes the connection on them). `touch` leaves the CAS unique
+   * alone, so the version returned still guards a later `cas`.
+   */
+  async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
+    this.saw(ttl)
+    if (this.replicas === 1) return single(await readAndTouch(this.client, key, ttl))
+    return await this.getReplicated(key, ttl)
   }
 
   async add (key: string, value: string, ttl: number): Promise<boolean> {
@@ -222,11 +216,8 @@ export class MemcachedStore implements SessionStore {
     if (this.replicas === 1) return await this.client.touch(key, ttl)
     const all = this.replicaSet(key)
     const servers = this.usable(all)
-    // gat rather than touch: the value says whether a replica holds a tombstone.
-    const copies = await this.readAll(servers, async (view) => {
-      const value = await view.gat(key, ttl)
-      return value === undefined ? undefined : { value, cas: 0n }
-    })
+    // The value read with the touch says whether a replica holds a tombstone.
+    const copies = await this.readAll(servers, async (view) => await readAndTouch(view, key, ttl))
     if (copies.some((copy) => copy.kind === 'dead')) {
       this.bury(key, servers, copies)
       return false
@@ -269,14 +260,32 @@ export class MemcachedStore implements SessionStore {
     return await this.client.ping()
   }
 
-  private async getOne (key: string): Promise<StoredRecord | undefined> {
-    const item = await this.client.gets(key)
-    if (item === undefined) return undefined
-    const value = item.value.toString('utf8')
-    if (value.charCodeAt(0) !== AT) return { value, version: item.cas }
-    // Written while replicas was higher: still readable after a downgrade.
-    const copy = parseCopy(value, item.cas)
-    return copy.kind === 'live' ? { value: copy.record, version: item.cas } : undefined
+  /** Reads every replica (renewing each to `ttl` seconds when given) and returns the freshest copy. */
+  private async getReplicated (key: string, ttl: number | undefined): Promise<StoredRecord | undefined> {
+    const all = this.replicaSet(key)
+    const servers = this.usable(all)
+    const copies = await this.readAll(servers, async (view) => ttl === undefined ? await view.gets(key) : await readAndTouch(view, key, ttl))
+    if (copies.some((copy) => copy.kind === 'dead')) {
+      this.bury(key, servers, copies)
+      return undefined
+    }
+    const best = freshest(copies)
+    if (best === undefined) return this.miss(copies, all, servers)
+    const uniques: Array<[number, bigint]> = []
+    copies.forEach((copy, i) => {
+      if (copy.kind === 'live' && compare(copy.stamp, best.stamp) === 0) uniques.push([this.slot(servers[i] as string), copy.cas])
+    })
+    if (ttl !== undefined) {
+      // Just renewed: a repaired copy gets the same expiry as the others.
+      this.repair(key, servers, copies, best, ttl)
+    } else {
+      // The copy keeps the expiry its writer set (a touch since then only
+      // lengthened it): a repaired copy never outlives the original.
+      // A value without a stamp (expires -1) has no known expiry: not copied.
+      const left = best.expires - nowSeconds()
+      if (best.expires === 0 || left >= 1) this.repair(key, servers, copies, best, best.expires === 0 ? 0 : left)
+    }
+    return { value: best.record, version: encodeVersion(best.stamp, uniques) }
   }
 
   // Brings every other replica up to the committed write. A replica that
@@ -454,6 +463,22 @@ export class MemcachedStore implements SessionStore {
     // 0 is "never expires", longer than any other.
     if (this.tombstoneTtl !== 0 && (ttl === 0 || ttl > this.tombstoneTtl)) this.tombstoneTtl = ttl
   }
+}
+
+/** `gets` and `touch` queued in the same tick: the client writes them in one batch. */
+async function readAndTouch (client: MemcachedClient, key: string, ttl: number): Promise<{ value: Buffer, flags: number, cas: bigint } | undefined> {
+  const [item] = await Promise.all([client.gets(key), client.touch(key, ttl)])
+  return item
+}
+
+/** A single-copy store's item as a record. */
+function single (item: { value: Buffer, cas: bigint } | undefined): StoredRecord | undefined {
+  if (item === undefined) return undefined
+  const value = item.value.toString('utf8')
+  if (value.charCodeAt(0) !== AT) return { value, version: item.cas }
+  // Written while replicas was higher: still readable after a downgrade.
+  const copy = parseCopy(value, item.cas)
+  return copy.kind === 'live' ? { value: copy.record, version: item.cas } : undefined
 }
 
 function firstError (results: Array<PromiseSettledResult<unknown>>): unknown {

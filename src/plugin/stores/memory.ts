@@ -85,6 +85,14 @@ export class MemoryStore implements SessionStore {
     return { value: entry.value, version: entry.version }
   }
 
+  async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
+    const entry = this.live(key)
+    if (entry === undefined) return undefined
+    entry.expiresAt = expiry(ttl)
+    this.bump(key, entry)
+    return { value: entry.value, version: entry.version }
+  }
+
   async add (key: string, value: string, ttl: number): Promise<boolean> {
     const bytes = this.measure(key, value)
     if (this.live(key) !== undefined) return false

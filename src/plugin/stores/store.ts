@@ -16,10 +16,9 @@ export interface StoredRecord {
   version: bigint
 }
 
-
 /**
  * Where sessions live. The plugin talks to a store only through these five
- * calls on serialized records, with memcached's semantics, so that the
+ * calls (six with the optional `getAndTouch`) on serialized records, with memcached's semantics, so that the
  * conflict handling (merge on `exists`, no resurrection on `not_found`) lives
  * once, in the plugin, whatever the store.
  *
@@ -36,6 +35,14 @@ export interface StoredRecord {
 export interface SessionStore {
   /** The record and its version, or `undefined` when missing or expired. */
   get (key: string): Promise<StoredRecord | undefined>
+  /**
+   * {@link SessionStore.get} and {@link SessionStore.touch} in one round
+   * trip: the record as `get` returns it, its expiry reset to `ttl` seconds
+   * from now when it exists. Optional: without it the plugin calls `get` at
+   * load and `touch` at the end of a request that only read its session (two
+   * round trips instead of one).
+   */
+  getAndTouch? (key: string, ttl: number): Promise<StoredRecord | undefined>
   /** Writes only if the key is missing; `false` when it already exists. */
   add (key: string, value: string, ttl: number): Promise<boolean>
   /**
