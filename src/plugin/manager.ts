@@ -30,6 +30,8 @@ export class SessionManager implements SessionOps {
   private readonly headers: ResponseHeaders
   /** Load and renew in one round trip, when the store can and every response renews anyway. */
   private readonly renewOnLoad: boolean
+  /** TTL of that renewal, seconds: right for every session not yet in the last `ttl` seconds of its absolute lifetime. */
+  private readonly loadTtl: number
   private lastForgedWarning = -Infinity
   private forgedSinceWarning = 0
 
@@ -40,6 +42,7 @@ export class SessionManager implements SessionOps {
     this.cookies = new SessionCookies(config)
     this.headers = new ResponseHeaders(config, this.cookies)
     this.renewOnLoad = config.rolling && typeof store.getAndTouch === 'function'
+    this.loadTtl = Math.min(config.ttl, config.absoluteTtl)
   }
 
   get defaultMaxAge (): number | undefined {
@@ -109,7 +112,7 @@ export class SessionManager implements SessionOps {
     // With `rolling`, the response would `touch` the record anyway: renew it
     // with the load, in the same round trip.
     const pending = this.renewOnLoad && this.store.getAndTouch !== undefined
-      ? this.store.getAndTouch(key, this.config.ttl)
+      ? this.store.getAndTouch(key, this.loadTtl)
       : this.store.get(key)
     const found = await this.writer.call(state, 'load', pending)
     const outcome = this.adopt(state, found, trace)
@@ -117,7 +120,7 @@ export class SessionManager implements SessionOps {
       markLoaded(state, found.value, found.version, cookie.renew)
       // Near the end of its absolute lifetime the record needs a shorter TTL
       // than the idle one it was just given: the response sets it.
-      state.renewed = this.renewOnLoad && this.writer.ttlFor(state.createdAt) === this.config.ttl
+      state.renewed = this.renewOnLoad && this.writer.ttlFor(state.createdAt) === this.loadTtl
     } else {
       if (outcome !== 'invalid') {
         const why = outcome === 'miss' ? 'not in the store (idle-expired or destroyed)' : 'older than absoluteTtl'

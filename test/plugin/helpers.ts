@@ -77,6 +77,29 @@ export class CountingStore implements SessionStore {
   }
 }
 
+/**
+ * A {@link CountingStore} that also offers `getAndTouch` (load and renew in
+ * one call), counted in `renewingLoads`; its ttl goes to `ttls` too.
+ */
+export class RenewingCountingStore extends CountingStore {
+  renewingLoads = 0
+
+  constructor (inner: SessionStore & Required<Pick<SessionStore, 'getAndTouch'>>) {
+    super(inner)
+  }
+
+  override reset (): void {
+    super.reset()
+    this.renewingLoads = 0
+  }
+
+  async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
+    this.renewingLoads++
+    this.ttls.push(ttl)
+    return await (this.inner as Required<Pick<SessionStore, 'getAndTouch'>>).getAndTouch(key, ttl)
+  }
+}
+
 /** An app with the plugin and the routes the suites drive. */
 export async function buildApp (options: Partial<MemcachedSessionOptions>, server: FastifyServerOptions = {}): Promise<FastifyInstance> {
   const app = Fastify(server)
