@@ -23,7 +23,9 @@ export type LoadOutcome = 'hit' | 'miss' | 'expired' | 'invalid' | 'rejected'
  * How a write ended:
  * - `added`: a new session was written (`add`).
  * - `cas`: an existing session was written on the first attempt (`cas`).
- * - `merged`: written after other requests changed it meanwhile (re-read, merged key by key, `cas` again).
+ * - `merged`: written after a re-read, this request's changes merged key by key: another
+ *   process wrote it meanwhile (`cas` failed), or this save waited behind another save of
+ *   the same session and went in one batch with the others that waited.
  * - `touched`: an unchanged session had its idle timeout renewed (`touch`).
  * - `destroyed`: `session.destroy()` deleted it.
  * - `regenerated`: `session.regenerate()` deleted the old record (the new one follows as `added`).
@@ -53,7 +55,7 @@ export interface SessionSaveTrace {
   outcome: SaveOutcome | undefined
   /** UTF-8 bytes of the record written (0 for `touched`, `destroyed`, `regenerated`, `gone`). */
   bytes: number
-  /** Store calls made: `add` tries, `cas` tries plus the re-reads between them, or 1. */
+  /** Store calls made: `add` tries, `cas` tries plus the re-reads between them (shared by a batch of saves), or 1. */
   attempts: number
   /** The rejection, on `error` and `asyncEnd` of a failed write. */
   error?: unknown

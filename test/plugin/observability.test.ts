@@ -307,6 +307,26 @@ test('fastify.memcached is the plugin\'s client: the app caches over the same co
   assert.equal(viaStore.memcached, client, 'a MemcachedStore as store decorates its client')
 })
 
+test('the README\'s fastify.memcached example answers a hostile id with a 400 that does not echo it', async (t) => {
+  const app = await setup(t)
+  // As in the README: a params schema keeps caller input out of memcached keys.
+  const params = { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9]{1,20}$' } }, required: ['id'] }
+  app.get('/products/:id', { config: { session: false }, schema: { params } }, async (request) => {
+    const { id } = request.params as { id: string }
+    const cached = await app.memcached.get(`product:${id}`)
+    if (cached !== undefined) return JSON.parse(cached.toString()) as unknown
+    const product = { id }
+    await app.memcached.set(`product:${id}`, JSON.stringify(product), { ttl: 300 })
+    return product
+  })
+  assert.deepEqual((await app.inject('/products/42')).json(), { id: '42' })
+  for (const hostile of ['a%0D%0Aflush_all', 'a%20b', 'x'.repeat(80)]) {
+    const response = await app.inject(`/products/${hostile}`)
+    assert.equal(response.statusCode, 400)
+    assert.ok(!response.body.includes('flush_all') && !response.body.includes('xxxx') && !response.body.includes('MC_'), response.body)
+  }
+})
+
 test('fastify.memcached is not decorated with another store; an app\'s own decorator is kept', async (t) => {
   const store = new MemoryStore()
   t.after(() => store.close())

@@ -57,3 +57,8 @@ void app.register(memcachedSession, { store: new MemoryStore() })
 void app.register(memcachedSession, { secret: 'x'.repeat(32), ttl: '1d' })
 // @ts-expect-error sameSite takes lax, strict or none
 void app.register(memcachedSession, { secret: 'x'.repeat(32), cookie: { sameSite: 'relaxed' } })
+void app.register(memcachedSession, { secret: 'x'.repeat(32), store: new MemoryStore(), saveOnError: false, cacheControl: false })
+// @ts-expect-error saveOnError is a boolean
+void app.register(memcachedSession, { secret: 'x'.repeat(32), saveOnError: 'never' })
+// @ts-expect-error cacheControl is a boolean (the header itself is the route's business)
+void app.register(memcachedSession, { secret: 'x'.repeat(32), cacheControl: 'no-store' })
