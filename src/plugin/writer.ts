@@ -6,6 +6,7 @@ import { SessionError, storeError } from './errors.js'
 import type { SessionConfig } from './options.js'
 import { decodeRecord, encodeRecord, parseData, setData } from './record.js'
 import { DELETED, data, markClosed, markEmpty, markWritten, nowSeconds, type SessionState } from './state.js'
+import type { CasResult } from '../protocol/client.js'
 import type { SessionStore, StoredRecord } from './stores/store.js'
 
 // In one process, saves of a session never race (they queue, see
@@ -146,6 +147,7 @@ export class SessionWriter {
     }
     this.queues.set(key, [])
     try {
+      // Alone, it is never split.
       await this.casLoop(key, [{ state, trace }], first, state.version)
     } finally {
       this.next(key)
@@ -189,16 +191,40 @@ export class SessionWriter {
       return
     }
     this.queues.set(key, [])
-    void this.casLoop(key, waiting as [Queued, ...Queued[]], undefined, undefined).then(
-      () => { for (const member of waiting) member.resolve() },
-      (error: unknown) => { for (const member of waiting) member.reject(error) }
-    ).finally(() => { this.next(key) })
+    void this.batch(key, waiting).finally(() => { this.next(key) })
+  }
+
+  /**
+   * Writes the saves that waited as one. If together they are too large for
+   * the store, each goes alone: one request's oversized data must not cost
+   * the others their changes.
+   */
+  private async batch (key: string, waiting: Queued[]): Promise<void> {
+    let outcome: 'written' | 'split'
+    try {
+      outcome = await this.casLoop(key, waiting as [Queued, ...Queued[]], undefined, undefined)
+    } catch (error) {
+      for (const member of waiting) member.reject(error)
+      return
+    }
+    if (outcome === 'written') {
+      for (const member of waiting) member.resolve()
+      return
+    }
+    for (const member of waiting) {
+      try {
+        await this.casLoop(key, [member], undefined, undefined)
+        member.resolve()
+      } catch (error) {
+        member.reject(error)
+      }
+    }
   }
 
   // On `exists` another process wrote in between: re-read, re-apply only the
   // members' changes key by key, back off a random moment, try again. On a
   // miss the session was destroyed (or expired): it stays that way.
-  private async casLoop (key: string, members: [Member, ...Member[]], first: string | undefined, loaded: bigint | undefined): Promise<void> {
+  private async casLoop (key: string, members: [Member, ...Member[]], first: string | undefined, loaded: bigint | undefined): Promise<'written' | 'split'> {
     const states = members.map((member) => member.state)
     const own = members[0].state
     // Only a save that went alone knows a version worth trying: a queued one
@@ -216,21 +242,27 @@ export class SessionWriter {
         merged = found === undefined ? undefined : merge(found, members)
         if (found === undefined || merged === undefined) {
           this.dropAll(members, attempts)
-          return
+          return 'written'
         }
         next = { value: merged.value, version: found.version }
       }
       attempts++
       const ttl = this.ttlFor(merged?.createdAt ?? own.createdAt)
-      const result = await this.callFor(states, 'save', this.store.cas(key, next.value, next.version, ttl))
+      let result: CasResult
+      try {
+        result = await this.store.cas(key, next.value, next.version, ttl)
+      } catch (error) {
+        if (members.length > 1 && isTooLarge(error)) return 'split'
+        throw this.failed(states, 'save', error)
+      }
       if (result === 'stored') {
         this.settle(members, merged === undefined ? 'cas' : 'merged', attempts, Buffer.byteLength(next.value))
         for (const state of states) adopt(state, merged)
-        return
+        return 'written'
       }
       if (result === 'not_found') {
         this.dropAll(members, attempts)
-        return
+        return 'written'
       }
       next = undefined
     }
@@ -256,20 +288,31 @@ export class SessionWriter {
     try {
       return await pending
     } catch (error) {
-      const mapped = storeError(error, action)
-      // Once the store failed, onSend does no more store work for these
-      // requests: the error response must not fail a second time. The
-      // store's error (its code, server, key) goes to the log only.
-      for (const state of states) {
-        markClosed(state)
-        state.log.error({ err: error, session: this.hashOf(state) }, mapped.message)
-      }
-      throw mapped
+      throw this.failed(states, action, error)
     }
+  }
+
+  /**
+   * A store failure, logged with the store's error (its code, server, key:
+   * for the log only) and mapped to the error the requests fail with. Once
+   * the store failed, onSend does no more store work for these requests: the
+   * error response must not fail a second time.
+   */
+  private failed (states: SessionState[], action: string, error: unknown): SessionError {
+    const mapped = storeError(error, action)
+    for (const state of states) {
+      markClosed(state)
+      state.log.error({ err: error, session: this.hashOf(state) }, mapped.message)
+    }
+    return mapped
   }
 }
 
 /** The stored record with every member's changes on top, in arrival order; `undefined` when it is not a session record. */
+function isTooLarge (error: unknown): boolean {
+  return typeof error === 'object' && error !== null && 'code' in error && error.code === 'MC_TOO_LARGE'
+}
+
 function merge (found: StoredRecord, members: Member[]): Merged | undefined {
   const record = decodeRecord(found.value)
   const latest = record === undefined ? undefined : parseData(record.json)
