@@ -8,7 +8,7 @@ import { decodeRecord, encodeRecord } from './record.js'
 import { ResponseHeaders } from './response.js'
 import { Session } from './session.js'
 import {
-  data, isStored, markClosed, markEmpty, markLoaded, markMoved, markUnchanged, newState, nowSeconds,
+  data, isStored, markEnded, markEmpty, markLoaded, markMoved, markUnchanged, newState, nowSeconds,
   type SessionOps, type SessionState
 } from './state.js'
 import type { SessionStore, StoredRecord } from './stores/store.js'
@@ -199,7 +199,6 @@ export class SessionManager implements SessionOps {
 
   /** `request.session.save()`: writes now, changed or not. */
   async save (state: SessionState): Promise<void> {
-    if (state.phase === 'closed') return
     if (isStored(state)) await this.writer.traced(state, async (trace) => { await this.writer.writeExisting(state, trace, undefined) })
     else await this.writer.traced(state, async (trace) => { await this.writer.writeNew(state, trace) })
   }
@@ -209,12 +208,12 @@ export class SessionManager implements SessionOps {
    * Cache-Control headers. Returns a promise only when the store must be called.
    */
   finish (state: SessionState, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
-    if (state.phase === 'closed') return undefined
+    if (state.ended) return undefined
     let write: Promise<void> | undefined
     try {
       write = this.config.saveOnError || reply.statusCode < 500 ? this.pendingWrite(state) : undefined
     } catch (error) {
-      markClosed(state)
+      markEnded(state)
       return Promise.reject(error)
     }
     if (write === undefined) {
@@ -228,7 +227,7 @@ export class SessionManager implements SessionOps {
     try {
       await write
     } catch (error) {
-      markClosed(state)
+      markEnded(state)
       throw error
     }
     this.respond(state, request, reply)
@@ -236,7 +235,7 @@ export class SessionManager implements SessionOps {
 
   private respond (state: SessionState, request: FastifyRequest, reply: FastifyReply): void {
     this.headers.apply(state, request, reply)
-    markClosed(state)
+    markEnded(state)
   }
 
   private pendingWrite (state: SessionState): Promise<void> | undefined {
@@ -257,8 +256,6 @@ export class SessionManager implements SessionOps {
       case 'loaded':
       case 'saved':
         return this.pendingRenewal(state)
-      case 'closed':
-        return undefined
     }
   }
 

@@ -17,9 +17,8 @@ import { parseData, type RecordData } from './record.js'
  * - `loaded`: the record as loaded, unchanged.
  * - `changed`: a stored record with changes not yet written: `cas` at the end.
  * - `saved`: written by this request, nothing pending.
- * - `closed`: the response went out, or the store failed: no more store work.
  */
-export type Phase = 'fresh' | 'unsaved' | 'loaded' | 'changed' | 'saved' | 'closed'
+export type Phase = 'fresh' | 'unsaved' | 'loaded' | 'changed' | 'saved'
 
 /**
  * What the cookie the request came with names, which decides what the
@@ -55,6 +54,11 @@ export interface SessionState {
   readonly log: FastifyBaseLogger
   phase: Phase
   origin: Origin
+  /**
+   * The response went out, or a store call failed: the end of the request
+   * does no (more) store work. The session's own methods still act.
+   */
+  ended: boolean
   /** The request came with a live session: its response is private. */
   carried: boolean
   /** Undefined until read or saved: a fresh session draws no random bytes before. */
@@ -76,7 +80,7 @@ export interface SessionState {
   createdAt: number
   /** Per-session cookie Max-Age, seconds. */
   maxAge: number | undefined
-  /** `maxAge` was set by this request: it wins over the stored one and re-issues the cookie. */
+  /** `maxAge` was set by this request: it wins over the stored one on a merge, and the cookie is re-issued (with or without Max-Age). */
   maxAgeSet: boolean
   /** CAS version of the record as loaded; undefined once it may be stale. */
   version: bigint | undefined
@@ -93,6 +97,7 @@ export function newState (ops: SessionOps, log: FastifyBaseLogger): SessionState
     log,
     phase: 'fresh',
     origin: 'none',
+    ended: false,
     carried: false,
     id: undefined,
     key: undefined,
@@ -159,7 +164,6 @@ export function markLoaded (state: SessionState, value: string, version: bigint,
 export function markWritten (state: SessionState): void {
   state.phase = 'saved'
   state.changes = undefined
-  state.maxAgeSet = false
   state.version = undefined
   state.record = undefined
   state.renewed = true
@@ -196,7 +200,6 @@ export function markMoved (state: SessionState): void {
  * creation time, no id.
  */
 export function markEmpty (state: SessionState, origin: 'lost' | 'replaced'): void {
-  if (state.phase === 'closed') return
   state.phase = 'fresh'
   if (origin === 'replaced' || state.origin === 'current' || state.origin === 'resign') state.origin = origin
   state.id = undefined
@@ -212,7 +215,7 @@ export function markEmpty (state: SessionState, origin: 'lost' | 'replaced'): vo
   state.renewed = false
 }
 
-/** Transition: the store failed, or the response went out: no more store work for this request. */
-export function markClosed (state: SessionState): void {
-  state.phase = 'closed'
+/** The store failed, or the response went out: no more store work at the end of this request. */
+export function markEnded (state: SessionState): void {
+  state.ended = true
 }

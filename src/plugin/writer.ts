@@ -5,7 +5,7 @@ import { saveChannel, traceSettle, traceStart, type SessionSaveTrace } from './d
 import { SessionError, storeError } from './errors.js'
 import type { SessionConfig } from './options.js'
 import { decodeRecord, encodeRecord, parseData, setData } from './record.js'
-import { DELETED, data, markClosed, markEmpty, markWritten, nowSeconds, type SessionState } from './state.js'
+import { DELETED, data, markEnded, markEmpty, markWritten, nowSeconds, type SessionState } from './state.js'
 import type { CasResult } from '../protocol/client.js'
 import type { SessionStore, StoredRecord } from './stores/store.js'
 
@@ -301,7 +301,7 @@ export class SessionWriter {
   private failed (states: SessionState[], action: string, error: unknown): SessionError {
     const mapped = storeError(error, action)
     for (const state of states) {
-      markClosed(state)
+      markEnded(state)
       state.log.error({ err: error, session: this.hashOf(state) }, mapped.message)
     }
     return mapped
