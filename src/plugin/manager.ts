@@ -8,7 +8,7 @@ import { decodeRecord, encodeRecord } from './record.js'
 import { ResponseHeaders } from './response.js'
 import { Session } from './session.js'
 import {
-  data, isStored, markEnded, markEmpty, markLoaded, markMoved, markUnchanged, newState, nowSeconds,
+  data, isStored, markDiscarded, markEnded, markEmpty, markLoaded, markMoved, markReloaded, markUnchanged, newState, nowSeconds,
   type SessionOps, type SessionState
 } from './state.js'
 import type { SessionStore, StoredRecord } from './stores/store.js'
@@ -117,10 +117,9 @@ export class SessionManager implements SessionOps {
     const found = await this.writer.call(state, 'load', pending)
     const outcome = this.adopt(state, found, trace)
     if (found !== undefined && outcome === 'hit') {
-      markLoaded(state, found.value, found.version, cookie.renew)
       // Near the end of its absolute lifetime the record needs a shorter TTL
       // than the idle one it was just given: the response sets it.
-      state.renewed = this.renewOnLoad && this.writer.ttlFor(state.createdAt) === this.loadTtl
+      markLoaded(state, found.value, found.version, cookie.renew, this.renewOnLoad && this.writer.ttlFor(state.createdAt) === this.loadTtl)
     } else {
       if (outcome !== 'invalid') {
         const why = outcome === 'miss' ? 'not in the store (idle-expired or destroyed)' : 'older than absoluteTtl'
@@ -128,7 +127,6 @@ export class SessionManager implements SessionOps {
       }
       // Unknown, expired or foreign: never adopt an id the store lacks.
       markEmpty(state, 'lost')
-      state.origin = 'lost'
     }
     request.session = new Session(state)
   }
@@ -171,11 +169,7 @@ export class SessionManager implements SessionOps {
   /** `request.session.reload()`. */
   async reload (state: SessionState): Promise<void> {
     if (!isStored(state)) {
-      state.data = {}
-      state.json = undefined
-      markUnchanged(state)
-      state.maxAgeSet = false
-      if (state.phase === 'unsaved') state.phase = 'fresh'
+      markDiscarded(state)
       return
     }
     if (!loadChannel.hasSubscribers) return await this.reloadInto(state, undefined)
@@ -186,15 +180,8 @@ export class SessionManager implements SessionOps {
 
   private async reloadInto (state: SessionState, trace: SessionLoadTrace | undefined): Promise<void> {
     const found = await this.writer.call(state, 'reload', this.store.get(this.writer.keyOf(state)))
-    state.changes = undefined
-    state.maxAgeSet = false
-    if (found === undefined || this.adopt(state, found, trace) !== 'hit') {
-      markEmpty(state, 'lost')
-      return
-    }
-    state.phase = 'loaded'
-    state.version = found.version
-    state.record = found.value
+    if (found === undefined || this.adopt(state, found, trace) !== 'hit') markEmpty(state, 'lost')
+    else markReloaded(state, found.value, found.version)
   }
 
   /** `request.session.save()`: writes now, changed or not. */

@@ -151,13 +151,35 @@ export function recordChange (state: SessionState, key: string, value: unknown):
   markChanged(state)
 }
 
-/** Transition: the load found a live record under the cookie's id. */
-export function markLoaded (state: SessionState, value: string, version: bigint, resign: boolean): void {
+/**
+ * Transition: the load found a live record under the cookie's id; `renewed`
+ * when the load also set its expiry right.
+ */
+export function markLoaded (state: SessionState, value: string, version: bigint, resign: boolean, renewed: boolean): void {
   state.phase = 'loaded'
   state.origin = resign ? 'resign' : 'current'
   state.carried = true
   state.record = value
   state.version = version
+  state.renewed = renewed
+}
+
+/** Transition of `reload()`: the record as the store holds it now, this request's unsaved changes dropped. */
+export function markReloaded (state: SessionState, value: string, version: bigint): void {
+  state.phase = 'loaded'
+  state.changes = undefined
+  state.maxAgeSet = false
+  state.record = value
+  state.version = version
+}
+
+/** Transition of `reload()` on a session the store does not hold: empty, nothing to write. */
+export function markDiscarded (state: SessionState): void {
+  if (state.phase === 'unsaved') state.phase = 'fresh'
+  state.data = {}
+  state.json = undefined
+  state.changes = undefined
+  state.maxAgeSet = false
 }
 
 /** Transition: this request wrote the record; only later changes are pending. */
@@ -166,6 +188,11 @@ export function markWritten (state: SessionState): void {
   state.changes = undefined
   state.version = undefined
   state.record = undefined
+  state.renewed = true
+}
+
+/** The record's expiry was renewed with the right TTL (a `touch`). */
+export function markRenewed (state: SessionState): void {
   state.renewed = true
 }
 
@@ -201,7 +228,8 @@ export function markMoved (state: SessionState): void {
  */
 export function markEmpty (state: SessionState, origin: 'lost' | 'replaced'): void {
   state.phase = 'fresh'
-  if (origin === 'replaced' || state.origin === 'current' || state.origin === 'resign') state.origin = origin
+  // A cookie this request replaced is cleared, even if the record then turns out lost.
+  if (state.origin !== 'replaced') state.origin = origin
   state.id = undefined
   state.key = undefined
   state.record = undefined

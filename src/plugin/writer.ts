@@ -5,7 +5,7 @@ import { saveChannel, traceSettle, traceStart, type SessionSaveTrace } from './d
 import { SessionError, storeError } from './errors.js'
 import type { SessionConfig } from './options.js'
 import { decodeRecord, encodeRecord, parseData, setData } from './record.js'
-import { DELETED, data, markEnded, markEmpty, markWritten, nowSeconds, type SessionState } from './state.js'
+import { DELETED, data, markEnded, markEmpty, markRenewed, markWritten, nowSeconds, type SessionState } from './state.js'
 import type { CasResult } from '../protocol/client.js'
 import type { SessionStore, StoredRecord } from './stores/store.js'
 
@@ -161,7 +161,7 @@ export class SessionWriter {
       trace.attempts = 1
       trace.outcome = touched ? 'touched' : 'gone'
     }
-    if (touched) state.renewed = true
+    if (touched) markRenewed(state)
     else this.gone(state)
   }
 
