@@ -67,7 +67,8 @@ export interface MemcachedSessionOptions {
   /**
    * Save the session changes of a request whose response is an error
    * (status >= 500), as express-session and `@fastify/session` do. `false`:
-   * such a request writes and renews nothing. Default `true`.
+   * such a request writes nothing at its end (no `add`, `cas` or `touch`;
+   * under `rolling` the load has renewed the idle timeout already). Default `true`.
    */
   saveOnError?: boolean
   /**

@@ -53,6 +53,9 @@ function checkStore (store: SessionStore): void {
       throw new TypeError(`fastify-memcached-session: store must implement SessionStore (missing ${method}())`)
     }
   }
+  if (store.getAndTouch !== undefined && typeof store.getAndTouch !== 'function') {
+    throw new TypeError('fastify-memcached-session: store.getAndTouch must be a function when present')
+  }
 }
 
 /** `done` called with no argument is "go on"; this only says so to the type checker. */

@@ -17,6 +17,11 @@ async function register (options: unknown): Promise<void> {
 
 const store = new MemoryStore()
 
+/** A store's methods as own properties, bound to it. */
+function methodsOf (of: MemoryStore): Record<string, unknown> {
+  return Object.fromEntries((['get', 'add', 'cas', 'touch', 'delete'] as const).map((name) => [name, of[name].bind(of)]))
+}
+
 const BAD: Array<[string, unknown, RegExp]> = [
   ['no options at all', undefined, /secret option is required/],
   ['no secret', { store }, /secret option is required/],
@@ -55,7 +60,8 @@ const BAD: Array<[string, unknown, RegExp]> = [
   ['path with a semicolon', { store, secret: SECRET, cookie: { path: '/a; Domain=evil' } }, /cookie.path must be/],
   ['cookie maxAge zero', { store, secret: SECRET, cookie: { maxAge: 0 } }, /cookie.maxAge must be a positive integer/],
   ['rolling not a boolean', { store, secret: SECRET, rolling: 'yes' }, /rolling must be a boolean/],
-  ['store without cas', { secret: SECRET, store: { get: async () => undefined } }, /store must implement SessionStore \(missing add\(\)\)/]
+  ['store without cas', { secret: SECRET, store: { get: async () => undefined } }, /store must implement SessionStore \(missing add\(\)\)/],
+  ['store with a getAndTouch that is not a function', { secret: SECRET, store: { ...methodsOf(store), getAndTouch: true } }, /store.getAndTouch must be a function/]
 ]
 
 for (const [name, options, message] of BAD) {
