@@ -117,7 +117,7 @@ for (const kind of KINDS) {
       assert.deepEqual(await peek(app, cookie), { views: 1, isNew: false })
     })
 
-    test('two requests changing different keys both keep their change (cas conflict, merge)', async (t) => {
+    test('two requests changing different keys both keep their change (the second save waits, re-reads and merges)', async (t) => {
       const { app, store } = await setup(t, kind)
       const release = gate()
       let arrivals = 0
