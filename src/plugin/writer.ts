@@ -140,6 +140,9 @@ export class SessionWriter {
    */
   async writeExisting (state: SessionState, trace: SessionSaveTrace | undefined, first: string | undefined): Promise<void> {
     const key = this.keyOf(state)
+    // Encoded before it can join a batch: data JSON cannot hold fails this
+    // request alone, never the saves it would have been merged with.
+    const own = first ?? encodeRecord(state.createdAt, state.maxAge, data(state))
     const waiting = this.queues.get(key)
     if (waiting !== undefined) {
       await new Promise<void>((resolve, reject) => { waiting.push({ state, trace, resolve, reject }) })
@@ -148,7 +151,7 @@ export class SessionWriter {
     this.queues.set(key, [])
     try {
       // Alone, it is never split.
-      await this.casLoop(key, [{ state, trace }], first, state.version)
+      await this.casLoop(key, [{ state, trace }], own, state.version)
     } finally {
       this.next(key)
     }
@@ -229,8 +232,8 @@ export class SessionWriter {
     const own = members[0].state
     // Only a save that went alone knows a version worth trying: a queued one
     // loaded before the write it waited for.
-    let next = members.length === 1 && loaded !== undefined
-      ? { value: first ?? encodeRecord(own.createdAt, own.maxAge, data(own)), version: loaded }
+    let next = members.length === 1 && loaded !== undefined && first !== undefined
+      ? { value: first, version: loaded }
       : undefined
     let merged: Merged | undefined
     let attempts = 0
