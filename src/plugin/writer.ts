@@ -203,14 +203,14 @@ export class SessionWriter {
    * the others their changes.
    */
   private async batch (key: string, waiting: Queued[]): Promise<void> {
-    let outcome: 'written' | 'split'
+    let outcome: 'done' | 'split'
     try {
       outcome = await this.casLoop(key, waiting as [Queued, ...Queued[]], undefined, undefined)
     } catch (error) {
       for (const member of waiting) member.reject(error)
       return
     }
-    if (outcome === 'written') {
+    if (outcome === 'done') {
       for (const member of waiting) member.resolve()
       return
     }
@@ -226,8 +226,10 @@ export class SessionWriter {
 
   // On `exists` another process wrote in between: re-read, re-apply only the
   // members' changes key by key, back off a random moment, try again. On a
-  // miss the session was destroyed (or expired): it stays that way.
-  private async casLoop (key: string, members: [Member, ...Member[]], first: string | undefined, loaded: bigint | undefined): Promise<'written' | 'split'> {
+  // miss the session was destroyed (or expired): it stays that way. `split`:
+  // several members together are too large for the store and nothing was
+  // written; the caller tries each alone.
+  private async casLoop (key: string, members: [Member, ...Member[]], first: string | undefined, loaded: bigint | undefined): Promise<'done' | 'split'> {
     const states = members.map((member) => member.state)
     const own = members[0].state
     // Only a save that went alone knows a version worth trying: a queued one
@@ -245,7 +247,7 @@ export class SessionWriter {
         merged = found === undefined ? undefined : merge(found, members)
         if (found === undefined || merged === undefined) {
           this.dropAll(members, attempts)
-          return 'written'
+          return 'done'
         }
         next = { value: merged.value, version: found.version }
       }
@@ -261,11 +263,11 @@ export class SessionWriter {
       if (result === 'stored') {
         this.settle(members, merged === undefined ? 'cas' : 'merged', attempts, Buffer.byteLength(next.value))
         for (const state of states) adopt(state, merged)
-        return 'written'
+        return 'done'
       }
       if (result === 'not_found') {
         this.dropAll(members, attempts)
-        return 'written'
+        return 'done'
       }
       next = undefined
     }
