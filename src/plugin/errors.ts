@@ -4,7 +4,7 @@ export type SessionErrorCode =
   | 'SESSION_STORE_UNAVAILABLE'
   /** The session is larger than the store's item limit; the stored one is unchanged: HTTP 500. */
   | 'SESSION_TOO_LARGE'
-  /** Concurrent writers kept changing the session; this save gave up: HTTP 503. */
+  /** Other processes kept changing the session (saves within one process queue); this save gave up: HTTP 503. */
   | 'SESSION_CONFLICT'
   /** The stored record is not a session this plugin wrote: HTTP 500. */
   | 'SESSION_CORRUPT'
