@@ -226,6 +226,36 @@ test('logout leaves tombstones: a copy that missed the destroy cannot bring the 
   assert.notEqual(idOf(cookieOf(count)), idOf(cookie), 'a change after logout starts a new session')
 })
 
+for (const reached of ['primary', 'secondary'] as const) {
+  test(`regenerate() after a logout that reached only the ${reached} starts an empty session: a tombstone on any replica means gone`, async (t) => {
+    const { app, client } = await setup(t)
+    let release = (): void => {}
+    const released = new Promise<void>((resolve) => { release = resolve })
+    let arrived = (): void => {}
+    const loaded = new Promise<void>((resolve) => { arrived = resolve })
+    app.post('/switch', async (request) => {
+      arrived()
+      await released
+      await request.session.regenerate()
+      return { userId: request.session.get('userId') ?? null }
+    })
+    const cookie = cookieOf(await app.inject({ method: 'POST', url: '/mine/9' }))
+    const key = keyOf(idOf(cookie))
+    const [primary, secondary] = client.serversFor(key, 2) as [string, string]
+    const pending = app.inject({ method: 'POST', url: '/switch', cookies: { sid: cookie } })
+    await loaded
+    // The logout after the load reached one replica only (the other was down
+    // at that moment): the tombstone it left there is all that says gone. No
+    // load runs in between, which would copy it over the live copy.
+    await observer.forServer(reached === 'primary' ? primary : secondary).set(key, '@dead', { ttl: 60 })
+    release()
+    const response = await pending
+    assert.equal(response.statusCode, 200)
+    assert.deepEqual(response.json(), { userId: null }, 'none of the destroyed session\'s data')
+    assert.match(response.headers['set-cookie'] as string, /^sid=; Max-Age=0/, 'nothing stored: the cookie is cleared')
+  })
+}
+
 test('a server back empty after a restart: sessions load from the other replica and its copies are restored', async (t) => {
   const { app, store, client } = await setup(t)
   const cookies = await Promise.all(Array.from({ length: 30 }, async (_, i) => cookieOf(await app.inject({ method: 'POST', url: `/mine/r${i}` }))))

@@ -238,10 +238,14 @@ export class MemcachedStore implements SessionStore {
       const view = this.view(server)
       const item = await view.gets(key)
       await view.set(key, TOMBSTONE, { ttl: this.tombstoneTtl })
-      return item !== undefined && parseCopy(item.value.toString('utf8'), item.cas).kind === 'live'
+      return item === undefined ? 'missing' : parseCopy(item.value.toString('utf8'), item.cas).kind
     })())))
     if (!results.some((result) => result.status === 'fulfilled')) throw firstError(results)
-    return results.some((result) => result.status === 'fulfilled' && result.value)
+    const found = results.flatMap((result) => result.status === 'fulfilled' ? [result.value] : [])
+    // As for a load, a tombstone on any replica means the session was
+    // destroyed (a logout that reached only that one): it was not live, and
+    // regenerate() must not move its data from a live copy elsewhere.
+    return found.includes('live') && !found.includes('dead')
   }
 
   /** Waits for the background repairs started so far (tests, shutdown). */
