@@ -121,6 +121,7 @@ export class SessionManager implements SessionOps {
       // than the idle one it was just given: the response sets it.
       markLoaded(state, found.value, found.version, cookie.renew, this.renewOnLoad && this.writer.ttlFor(state.createdAt) === this.loadTtl)
     } else {
+      if (outcome === 'expired') await this.discard(state, key)
       if (outcome !== 'invalid') {
         const why = outcome === 'miss' ? 'not in the store (idle-expired or destroyed)' : 'older than absoluteTtl'
         state.log.debug({ session: this.writer.hashOf(state) }, `${LOG}session ${why}; starting a new session`)
@@ -129,6 +130,20 @@ export class SessionManager implements SessionOps {
       markEmpty(state, 'lost')
     }
     request.session = new Session(state)
+  }
+
+  /**
+   * Deletes a record found past `absoluteTtl`. A renewing load has just given
+   * it a fresh idle TTL, so without this anyone replaying the dead cookie
+   * would keep the session's data in memcached forever. Best effort: the
+   * request goes on as a new session either way.
+   */
+  private async discard (state: SessionState, key: string): Promise<void> {
+    try {
+      await this.store.delete(key)
+    } catch (error) {
+      state.log.warn({ err: error, session: this.writer.hashOf(state) }, `${LOG}could not delete a session past absoluteTtl; it expires from the store by its idle ttl`)
+    }
   }
 
   /** Draws the random id of a new session. */

@@ -97,6 +97,20 @@ test('near the end of absoluteTtl the renewal at load is cut short by the respon
   assert.ok(store.ttls[1] !== undefined && store.ttls[1] <= 500 && store.ttls[1] >= 499, `touch ttl ${store.ttls[1]}`)
 })
 
+test('a load that finds a session past absoluteTtl deletes it: replaying the dead cookie under rolling does not keep its data in memcached', async (t) => {
+  const store = new RenewingCountingStore(new MemcachedStore({ client }))
+  const { app, cookie } = await setup(t, store, { ttl: 1000, absoluteTtl: 5000 })
+  // The record says it was created 5,001 s ago; memcached still holds it.
+  const key = keyOf(idOf(cookie))
+  const record = (await client.get(key))?.toString() ?? ''
+  await client.set(key, record.replace(/^\d+/, String(Math.floor(Date.now() / 1000) - 5001)), { ttl: 1000 })
+  store.reset()
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: null, isNew: true })
+  assert.equal(store.renewingLoads, 1, 'the load renewed the record it then found dead')
+  assert.equal(await client.get(key), undefined, 'so it is deleted, not kept alive by every replay')
+  assert.deepEqual(store.calls, { get: 0, add: 0, cas: 0, touch: 0, delete: 1 })
+})
+
 test('a store without getAndTouch keeps working: get at load, touch at the end', async (t) => {
   const store = new CountingStore(new MemcachedStore({ client }))
   assert.equal((store as SessionStore).getAndTouch, undefined)
