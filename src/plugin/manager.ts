@@ -210,12 +210,18 @@ export class SessionManager implements SessionOps {
    * Cache-Control headers. Returns a promise only when the store must be called.
    */
   finish (state: SessionState, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
-    if (state.ended) return undefined
+    if (state.ended) {
+      // The store failed earlier (a handler caught it, or this is the error
+      // response to a failed save): no store work and no cookie, but the
+      // response still stays out of the caches it must not be in.
+      this.headers.protect(state, request, reply)
+      return undefined
+    }
     let write: Promise<void> | undefined
     try {
       write = this.config.saveOnError || reply.statusCode < 500 ? this.pendingWrite(state) : undefined
     } catch (error) {
-      markEnded(state)
+      this.failed(state, reply)
       return Promise.reject(error)
     }
     if (write === undefined) {
@@ -229,10 +235,16 @@ export class SessionManager implements SessionOps {
     try {
       await write
     } catch (error) {
-      markEnded(state)
+      this.failed(state, reply)
       throw error
     }
     this.respond(state, request, reply)
+  }
+
+  /** The save failed: the response becomes the plugin's error, which no Cache-Control the route set for its own response covers. */
+  private failed (state: SessionState, reply: FastifyReply): void {
+    markEnded(state)
+    reply.removeHeader('cache-control')
   }
 
   private respond (state: SessionState, request: FastifyRequest, reply: FastifyReply): void {

@@ -36,6 +36,14 @@ export class ResponseHeaders {
     this.cacheControl(state, request, reply, cookie !== undefined)
   }
 
+  /**
+   * After the request's store work failed: the cookie stays as the browser
+   * has it, and Cache-Control follows the same rules as for any response.
+   */
+  protect (state: SessionState, request: FastifyRequest, reply: FastifyReply): void {
+    this.cacheControl(state, request, reply, false)
+  }
+
   /** The `Set-Cookie` value, or `undefined` when the browser's cookie is right as it is. */
   private cookieHeader (state: SessionState, https: boolean): string | undefined {
     if (!isStored(state) || state.id === undefined) {

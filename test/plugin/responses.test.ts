@@ -8,6 +8,7 @@ import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { MemcachedClient, MemcachedStore, type MemcachedSessionOptions } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached.js'
+import { FaultProxy } from '../helpers/proxy.js'
 import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf } from './helpers.js'
 
 const PRIVATE = 'private, no-store'
@@ -96,6 +97,53 @@ test('Cache-Control: public or s-maxage on a response that sets or clears the se
   assert.equal(cacheControl(await app.inject({ url: '/cached-page?cache=public,%20max-age=60' })), 'public, max-age=60')
   assert.equal(warnings().length, 2)
 })
+
+/** An app whose memcached sits behind a fault proxy the routes can switch to garbage mid-request. */
+async function faultyApp (t: TestContext): Promise<{ app: FastifyInstance, proxy: FaultProxy }> {
+  const proxy = await FaultProxy.start({ host: server.host, port: server.port })
+  const viaProxy = new MemcachedClient({ servers: [proxy.address], failures: 1000 })
+  t.after(async () => {
+    await viaProxy.close()
+    await proxy.close()
+  })
+  const { app } = await setup(t, { client: viaProxy })
+  return { app, proxy }
+}
+
+test('Cache-Control after a store failure: a handler that caught it still answers a live session private, no-store', async (t) => {
+  const { app, proxy } = await faultyApp(t)
+  app.get('/reload-caught', async (request) => {
+    proxy.garbage(Buffer.from('garbage\r\n'))
+    const failed = await request.session.reload().then(() => false, () => true)
+    proxy.pass()
+    return { failed, userId: request.session.get('userId') ?? null }
+  })
+  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/login' }))
+  const caught = await app.inject({ url: '/reload-caught', cookies: { sid: cookie } })
+  assert.deepEqual(caught.json(), { failed: true, userId: 'alice' })
+  assert.equal(setCookieOf(caught), undefined)
+  assert.equal(cacheControl(caught), PRIVATE, 'the page shows the user\'s data: no cache may keep it')
+})
+
+for (const sid of ['a live session', 'a new session'] as const) {
+  test(`Cache-Control after a store failure: the 503 of a failed save of ${sid} never goes out with the route's public Cache-Control`, async (t) => {
+    const { app, proxy } = await faultyApp(t)
+    app.post('/public-save', async (request, reply) => {
+      void reply.header('cache-control', 'public, max-age=3600')
+      request.session.set('views', 5)
+      proxy.garbage(Buffer.from('garbage\r\n'))
+      return {}
+    })
+    const cookie = sid === 'a live session' ? cookieOf(await app.inject({ method: 'POST', url: '/login' })) : undefined
+    const saved = await app.inject({ method: 'POST', url: '/public-save', cookies: cookie === undefined ? {} : { sid: cookie } })
+    proxy.pass()
+    assert.equal(saved.statusCode, 503)
+    assert.equal(saved.json<{ code: string }>().code, 'SESSION_STORE_UNAVAILABLE')
+    assert.equal(setCookieOf(saved), undefined)
+    // A shared cache must not serve this 503 to everyone for an hour.
+    assert.equal(cacheControl(saved), cookie === undefined ? undefined : PRIVATE)
+  })
+}
 
 test('saveOnError: by default a handler that sets a key and then throws still saves it; with false it saves nothing', async (t) => {
   for (const saveOnError of [true, false]) {
