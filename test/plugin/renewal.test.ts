@@ -26,14 +26,25 @@ after(async () => {
 
 /** Verbs of the memcached commands started while `work` runs, in order. */
 async function commandsDuring (t: TestContext, work: () => Promise<void>): Promise<string[]> {
-  const verbs: string[] = []
+  return (await timelineDuring(t, work)).filter((event) => event.startsWith('start ')).map((event) => event.slice('start '.length))
+}
+
+/** `start <verb>` when a command is queued and `settle <verb>` when its reply came, in order, while `work` runs. */
+async function timelineDuring (t: TestContext, work: () => Promise<void>): Promise<string[]> {
+  const events: string[] = []
   const channel = diagnosticsChannel.tracingChannel<unknown, CommandTrace>('fastify-memcached-session:command')
-  const handlers = { start: (trace: CommandTrace) => { verbs.push(trace.command) }, end () {}, asyncStart () {}, asyncEnd () {}, error () {} }
+  const handlers = {
+    start: (trace: CommandTrace) => { events.push(`start ${trace.command}`) },
+    end () {},
+    asyncStart: (trace: CommandTrace) => { events.push(`settle ${trace.command}`) },
+    asyncEnd () {},
+    error () {}
+  }
   channel.subscribe(handlers)
   t.after(() => { channel.unsubscribe(handlers) })
   await work()
   channel.unsubscribe(handlers)
-  return verbs
+  return events
 }
 
 const COUNTERS = ['cmd_get', 'cmd_set', 'cmd_touch'] as const
@@ -74,10 +85,12 @@ for (const kind of ['memcached', 'memory'] as const) {
 test('a read-only request on memcached: one gets and one touch, sent together before either answer, no gat', async (t) => {
   const { app, cookie } = await setup(t, new MemcachedStore({ client }))
   const before = await counters()
-  const verbs = await commandsDuring(t, async () => {
+  const timeline = await timelineDuring(t, async () => {
     assert.equal((await app.inject({ url: '/peek', cookies: { sid: cookie } })).statusCode, 200)
   })
-  assert.deepEqual(verbs, ['gets', 'touch'])
+  // Both queued before either reply came: one round trip, not a load and then a renewal.
+  assert.deepEqual(timeline.slice(0, 2), ['start gets', 'start touch'])
+  assert.deepEqual(timeline.slice(2).sort(), ['settle gets', 'settle touch'])
   const after = await counters()
   assert.deepEqual(COUNTERS.map((name) => (after[name] ?? 0) - (before[name] ?? 0)), [1, 0, 1])
 })
