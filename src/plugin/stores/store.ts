@@ -52,7 +52,11 @@ export interface SessionStore {
   cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult>
   /** Resets the expiry to `ttl` seconds from now; `false` when missing. */
   touch (key: string, ttl: number): Promise<boolean>
-  /** Removes the record; `false` when it was already missing. */
+  /**
+   * Removes the record; `false` when it was already missing (or, in a
+   * replicated store, already destroyed on any replica): `regenerate()`
+   * moves the data only on `true`.
+   */
   delete (key: string): Promise<boolean>
   /**
    * Releases what the store owns (sockets, timers). The plugin calls it on
