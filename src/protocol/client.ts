@@ -39,6 +39,13 @@ export interface MemcachedClientOptions {
    * multi-key `get`. Each caller still gets its own value. Default true.
    */
   coalesceGets?: boolean
+  /**
+   * The servers are proxies (twemproxy, mcrouter) in front of memcached
+   * pools. What proxies do not serve (`flush`, `stats`, `gat`) then rejects
+   * at once with `MC_UNSUPPORTED`, never written: twemproxy would close the
+   * connection, failing every command in flight with it. Default false.
+   */
+  proxy?: boolean
 }
 
 /** Options of the storage commands. */
@@ -88,7 +95,8 @@ const DEFAULTS = {
   maxValueSize: 1_048_576,
   failures: 2,
   retryDelay: 1000,
-  coalesceGets: true
+  coalesceGets: true,
+  proxy: false
 }
 const PREFIX = 'fastify-memcached-session: '
 const MAX_UINT64 = 0xffffffffffffffffn
@@ -168,6 +176,7 @@ export class MemcachedClient {
   private readonly failures: number
   private readonly retryDelay: number
   private readonly coalesceGets: boolean
+  private readonly proxy: boolean
   private closed = false
   /** Set on views made by {@link forServer}: every key goes to this server. */
   private pinned: ServerEntry | undefined
@@ -183,6 +192,7 @@ export class MemcachedClient {
     this.failures = positiveInteger('failures', options.failures, DEFAULTS.failures)
     this.retryDelay = positiveInteger('retryDelay', options.retryDelay, DEFAULTS.retryDelay)
     this.coalesceGets = options.coalesceGets ?? DEFAULTS.coalesceGets
+    this.proxy = options.proxy ?? DEFAULTS.proxy
     const events: ConnectionEvents = {
       onFailure: (connection, error, consecutive) => this.onFailure(connection, error, consecutive)
     }
@@ -319,8 +329,12 @@ export class MemcachedClient {
     return commandChannel.hasSubscribers ? traceCommand(trace('get', connection, keys.length, 0), promise) : promise
   }
 
-  /** Get and touch: the value of `key` (undefined on a miss), its expiry reset to `ttl` seconds. */
+  /**
+   * Get and touch: the value of `key` (undefined on a miss), its expiry reset
+   * to `ttl` seconds. `MC_UNSUPPORTED` with `proxy: true` (use `gets` and `touch`).
+   */
   async gat (key: string, ttl: number): Promise<Buffer | undefined> {
+    if (this.proxy) throw this.unsupported('gat')
     const connection = this.route(key)
     if (connection instanceof MemcachedError) throw connection
     checkTtl(ttl)
@@ -416,18 +430,23 @@ export class MemcachedClient {
     return await this.request(connection, 'touch', commandLine('touch', key, exptime(ttl)), undefined, 0, asFound)
   }
 
-  /** `flush_all` on every server: every item becomes invalid. */
+  /** `flush_all` on every server: every item becomes invalid. `MC_UNSUPPORTED` with `proxy: true`. */
   async flush (): Promise<void> {
+    if (this.proxy) throw this.unsupported('flush')
     await this.everyServer('ok', 'flush_all\r\n', asVoid)
   }
 
-  /** Each server's version, keyed by `host:port`, e.g. `{ '127.0.0.1:11211': '1.6.18' }`. */
+  /**
+   * Each server's version, keyed by `host:port`, e.g. `{ '127.0.0.1:11211': '1.6.18' }`;
+   * with `proxy: true`, keyed by proxy (twemproxy answers with a backend's version).
+   */
   async version (): Promise<Record<string, string>> {
     return await this.everyServer('version', 'version\r\n', asVersion)
   }
 
-  /** Each server's general-purpose statistics (`stats`), keyed by `host:port`. */
+  /** Each server's general-purpose statistics (`stats`), keyed by `host:port`. `MC_UNSUPPORTED` with `proxy: true`. */
   async stats (): Promise<Record<string, Record<string, string>>> {
+    if (this.proxy) throw this.unsupported('stats')
     return await this.everyServer('stats', 'stats\r\n', asStats)
   }
 
@@ -459,6 +478,10 @@ export class MemcachedClient {
     const entry = this.ring.size === 1 && this.entries.length === 1 ? this.entries[0] : this.ring.get(key)
     if (entry === undefined || entry.ejected) return this.noServers()
     return entry.connection
+  }
+
+  private unsupported (method: string): MemcachedError {
+    return new MemcachedError('MC_UNSUPPORTED', `${method}() is not served by proxies (proxy: true), so it was not sent`)
   }
 
   private noServers (): MemcachedError {

@@ -317,19 +317,30 @@ function isUtf8KeyAt (buf: Buffer, start: number, end: number, key: string): boo
 }
 
 /**
- * The keys of a multi-key retrieval, in the order they were sent. memcached
- * answers them in that order, misses left out: so a VALUE must name a key at
- * the cursor or further along. Its key is compared with the bytes that were
- * sent for it (array to array: cheaper than reading the caller's strings,
- * and the same for any UTF-8), so no key is decoded and none hashed.
+ * The keys of a multi-key retrieval, in the order they were sent, matched
+ * against the VALUE lines of the reply. memcached answers in that order,
+ * misses left out, so the fast path looks at the cursor and further along,
+ * comparing the VALUE's key with the bytes that were sent for it (array to
+ * array: cheaper than reading the caller's strings, and the same for any
+ * UTF-8), so no key is decoded and none hashed. Proxies answer in another
+ * order (twemproxy: backend by backend), so a VALUE may also name a key
+ * passed over earlier; each sent key is answered at most once, which is
+ * what makes a key answered twice, or never asked for, a protocol error.
  */
 export class SentKeys {
-  /** Position in `keys` of the next key a VALUE may name. */
+  /** Position in `keys` of the next key a VALUE may name in request order. */
   private next = 0
   /** The keys' bytes as written, space-separated; empty until then. */
   private written: Buffer = EMPTY
   /** Where the key at `next` starts in `written`. */
   private at = 0
+  /** Positions before `next` that the cursor passed over unanswered (misses, or answers still to come out of order). */
+  private passed: number[] | undefined
+  /**
+   * Once a reply leaves request order: the positions of every key not
+   * answered yet, by key (a key sent twice may be answered twice).
+   */
+  private unanswered: Map<string, number[]> | undefined
 
   /** `keys` may still grow until the request is written (a coalesced batch). */
   constructor (readonly keys: readonly string[]) {}
@@ -340,8 +351,12 @@ export class SentKeys {
     this.at = 0
   }
 
-  /** The sent key the VALUE line `buf[start, end)` begins with; undefined when it names none still due. */
+  /**
+   * The sent key the VALUE line `buf[start, end)` begins with; undefined
+   * when it names no key still unanswered. Marks that key answered.
+   */
   claim (buf: Buffer, start: number, end: number): string | undefined {
+    if (this.unanswered !== undefined) return this.claimAnyOrder(buf, start, end)
     const written = this.written
     let at = this.at
     for (let i = this.next; i < this.keys.length; i++) {
@@ -353,13 +368,45 @@ export class SentKeys {
         bytes = (space === -1 ? written.length : space) - at
       }
       if (start + bytes < end && buf[start + bytes] === 32 && sameBytes(buf, start, written, at, bytes)) {
+        if (i > this.next) this.pass(i)
         this.next = i + 1
         this.at = at + bytes + 1
         return key
       }
       at += bytes + 1
     }
-    return undefined
+    if (this.passed === undefined) return undefined
+    // Out of request order: from now on, look keys up by name.
+    this.unanswered = new Map()
+    for (const i of this.passed) this.keepUnanswered(i)
+    for (let i = this.next; i < this.keys.length; i++) this.keepUnanswered(i)
+    return this.claimAnyOrder(buf, start, end)
+  }
+
+  /** The cursor skips the positions from `next` to `to` (excluded). */
+  private pass (to: number): void {
+    const passed = this.passed ??= []
+    for (let i = this.next; i < to; i++) passed.push(i)
+  }
+
+  private keepUnanswered (i: number): void {
+    const key = this.keys[i] as string
+    const positions = (this.unanswered as Map<string, number[]>).get(key)
+    if (positions === undefined) (this.unanswered as Map<string, number[]>).set(key, [i])
+    else positions.push(i)
+  }
+
+  private claimAnyOrder (buf: Buffer, start: number, end: number): string | undefined {
+    const unanswered = this.unanswered as Map<string, number[]>
+    let space = start
+    while (space < end && buf[space] !== 32) space++
+    if (space === end) return undefined
+    const key = buf.toString('utf8', start, space)
+    const positions = unanswered.get(key)
+    if (positions === undefined) return undefined
+    const i = positions.shift() as number
+    if (positions.length === 0) unanswered.delete(key)
+    return this.keys[i]
   }
 }
 
@@ -403,7 +450,8 @@ export class SingleRequest<T> implements Request {
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
     const wanted = this.wanted
-    return wanted !== undefined && isKeyAt(buf, start, end, wanted) ? wanted : undefined
+    // One key asked for, so one VALUE at most: a second one is a protocol error.
+    return wanted !== undefined && this.items === undefined && isKeyAt(buf, start, end, wanted) ? wanted : undefined
   }
 
   onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
@@ -455,7 +503,12 @@ export class GetBatch<T> implements Request {
   private readonly keys: string[] = []
   private readonly sent = new SentKeys(this.keys)
 
-  constructor (readonly verb: 'get' | 'gets', private readonly result: ItemResult<T>) {}
+  constructor (
+    readonly verb: 'get' | 'gets',
+    private readonly result: ItemResult<T>,
+    /** Queues a request on the same connection: where a failed batch's keys go again, one by one. */
+    private readonly resend: (request: Request) => void
+  ) {}
 
   /** Whether another distinct key still fits. */
   get full (): boolean { return this.keys.length >= MAX_BATCH_KEYS }
@@ -494,7 +547,16 @@ export class GetBatch<T> implements Request {
 
   complete (reply: Reply, server: string): void {
     if (reply.type === 'end') return this.settleAll()
+    // A proxy answers a whole multi-key get with one SERVER_ERROR when any
+    // backend in it is down (twemproxy): asked once more key by key, only
+    // the dead backend's keys fail. A key asked on its own fails for good.
+    if (reply.type === 'error' && reply.kind === 'SERVER_ERROR' && this.waiting.size > 1) return this.resendEach()
     this.fail(replyError(reply, server))
+  }
+
+  private resendEach (): void {
+    for (const [key, waiter] of this.waiting) this.resend(new KeyRetry(this.verb, key, waiter, this.result))
+    this.waiting.clear()
   }
 
   fail (error: MemcachedError): void {
@@ -510,6 +572,53 @@ export class GetBatch<T> implements Request {
       for (; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.resolve(undefined)
     }
     this.waiting.clear()
+  }
+}
+
+/** One key of a {@link GetBatch} that failed as a whole, asked for again on its own, for all its callers. */
+class KeyRetry<T> implements Request {
+  readonly kind = 'values'
+  readonly callers: number
+  deadline = 0
+  private item: Item | undefined
+
+  constructor (
+    private readonly verb: 'get' | 'gets',
+    private readonly key: string,
+    private readonly first: GetWaiter<T>,
+    private readonly result: ItemResult<T>
+  ) {
+    let callers = 0
+    for (let waiter: GetWaiter<T> | undefined = first; waiter !== undefined; waiter = waiter.next) callers++
+    this.callers = callers
+  }
+
+  encode (batch: RequestBatch): void {
+    batch.line(retrievalLine(this.verb, [this.key]))
+  }
+
+  claim (buf: Buffer, start: number, end: number): string | undefined {
+    return this.item === undefined && isKeyAt(buf, start, end, this.key) ? this.key : undefined
+  }
+
+  onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
+    this.item = { key, value, flags, cas }
+  }
+
+  onStat (): void {}
+
+  complete (reply: Reply, server: string): void {
+    if (reply.type !== 'end') return this.fail(replyError(reply, server))
+    const item = this.item
+    let copy = false
+    for (let waiter: GetWaiter<T> | undefined = this.first; waiter !== undefined; waiter = waiter.next) {
+      waiter.resolve(item === undefined ? undefined : this.result(item, copy))
+      copy = true
+    }
+  }
+
+  fail (error: MemcachedError): void {
+    for (let waiter: GetWaiter<T> | undefined = this.first; waiter !== undefined; waiter = waiter.next) waiter.reject(error)
   }
 }
 

@@ -155,9 +155,18 @@ export class Connection implements ParserSink {
       this.outstanding++
       return
     }
-    const batch = new GetBatch(verb, result)
+    const batch = new GetBatch(verb, result, this.resend)
     batch.add(key, resolve, reject)
     this.enqueue(batch)
+  }
+
+  /**
+   * Queues again a request made from one that was answered (a failed
+   * batch's keys): its callers already passed the checks of {@link send},
+   * and a closing connection still owes them an answer.
+   */
+  private readonly resend = (request: Request): void => {
+    this.enqueue(request)
   }
 
   private refusal (): MemcachedError | undefined {
@@ -263,6 +272,30 @@ export class Connection implements ParserSink {
     this.finishClose()
   }
 
+  /**
+   * A command timed out on a connected socket. Its reply cannot be skipped,
+   * so the stream is dropped, failing what was written on it; but the server
+   * was reachable a moment ago, so requests not yet written stay queued and
+   * go out on a new socket at once. Backoff waits for a reconnect that fails
+   * (then {@link lose} records it). The timeout still counts toward
+   * ejection: a server that keeps timing out leaves the ring.
+   */
+  private replaceAfterTimeout (socket: net.Socket): void {
+    const error = new MemcachedError('MC_CONNECTION', `connection to ${this.server} reset after a command timed out`, { server: this.server, cause: this.timeoutError() })
+    this.socket = undefined
+    clearTimeout(this.connectTimer)
+    socket.destroy()
+    this.state = 'idle'
+    this.failAll(this.inflight, error)
+    if (!this.closing) {
+      this.failures++
+      this.lastError = error
+      this.events.onFailure(this, error, this.failures)
+    }
+    if (this.pending.length > 0) this.connect()
+    this.finishClose()
+  }
+
   private recordFailure (error: MemcachedError): void {
     this.failures++
     this.lastError = error
@@ -360,11 +393,7 @@ export class Connection implements ParserSink {
     this.timer = undefined
     const now = performance.now()
     const oldest = this.inflight.peek()
-    if (oldest !== undefined && oldest.deadline <= now && this.socket !== undefined) {
-      // A written request's reply cannot be skipped: the stream must be dropped.
-      const cause = this.timeoutError()
-      this.lose(this.socket, new MemcachedError('MC_CONNECTION', `connection to ${this.server} reset after a command timed out`, { server: this.server, cause }))
-    }
+    if (oldest !== undefined && oldest.deadline <= now && this.socket !== undefined) this.replaceAfterTimeout(this.socket)
     this.expirePending(now)
     const next = Math.min(this.inflight.peek()?.deadline ?? Infinity, this.pending.peek()?.deadline ?? Infinity)
     if (next !== Infinity) this.armTimer(next - now)

@@ -23,6 +23,8 @@ export type MemcachedErrorCode =
   | 'MC_QUEUE_FULL'
   /** Every server is ejected (or none was configured). */
   | 'MC_NO_SERVERS'
+  /** With `proxy: true`, a command proxies do not serve (`flush`, `stats`, `gat`). Nothing was sent. */
+  | 'MC_UNSUPPORTED'
 
 /** Options of {@link MemcachedError}. */
 export interface MemcachedErrorOptions {

@@ -40,8 +40,9 @@ export interface ParserSink {
   expecting (): ReplyKind | undefined
   /**
    * The key that the VALUE line `buf[start, end)` (after `VALUE `) begins
-   * with, followed by a space, as the command in flight asked for it;
-   * undefined when it asked for no such key (a protocol error).
+   * with, followed by a space, as the command in flight asked for it, in
+   * any order; undefined when it asked for no such key, or that key was
+   * already answered (a protocol error).
    */
   valueKey (buf: Buffer, start: number, end: number): string | undefined
   /**
@@ -413,7 +414,7 @@ export class ReplyParser {
   private unrequested (buf: Buffer, start: number, end: number): void {
     let keyEnd = start
     while (keyEnd < end && buf[keyEnd] !== SPACE) keyEnd++
-    this.fail(`VALUE for key ${JSON.stringify(buf.toString('utf8', start, keyEnd))} that was not requested`)
+    this.fail(`VALUE for key ${JSON.stringify(buf.toString('utf8', start, keyEnd))} that was not requested, or was already answered`)
   }
 
   /**

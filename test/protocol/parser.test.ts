@@ -203,7 +203,7 @@ test('parser: a VALUE for a key the command never asked for is a protocol error 
   parser.feed(Buffer.from('VALUE mine 0 1\r\na\r\nVALUE other 0 3\r\nabc\r\nEND\r\n'))
   assert.deepEqual(sink.events, [
     { value: ['mine', 0, 'a', undefined] },
-    { protocolError: 'VALUE for key "other" that was not requested' }
+    { protocolError: 'VALUE for key "other" that was not requested, or was already answered' }
   ])
 })
 
