@@ -79,6 +79,12 @@ export interface MemcachedSessionOptions {
    * session cookie are kept out of shared caches either way.
    */
   cacheControl?: boolean
+  /**
+   * The `servers` are proxies (twemproxy, mcrouter) in front of memcached
+   * pools: passed to the client the plugin creates (see the client's `proxy`
+   * option). Default `false`. With `client`, set it on that client instead.
+   */
+  proxy?: boolean
 }
 
 /** Options after validation, with every default applied. */
@@ -174,6 +180,12 @@ function backend (options: MemcachedSessionOptions): void {
   if (given.length > 1) fail(`give only one of servers, client and store (got ${given.join(', ')})`)
   if (options.servers !== undefined && (!Array.isArray(options.servers) || options.servers.length === 0)) {
     fail('servers must be a non-empty array of \'host:port\' strings')
+  }
+  if (options.proxy !== undefined) {
+    if (options.servers === undefined && (options.client !== undefined || options.store !== undefined)) {
+      fail('proxy applies to servers; with client, create the MemcachedClient with proxy: true')
+    }
+    flag('proxy', options.proxy, false)
   }
   if (options.replicas !== undefined) {
     if (options.store !== undefined) fail('replicas applies to servers or client, not to a custom store')

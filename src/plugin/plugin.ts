@@ -44,7 +44,7 @@ function createStore (options: MemcachedSessionOptions): { store: SessionStore, 
   if (options.client !== undefined) {
     return { store: new MemcachedStore({ client: options.client, replicas: options.replicas, tombstoneTtl: options.ttl }), owned: false }
   }
-  return { store: new MemcachedStore({ servers: options.servers, replicas: options.replicas, tombstoneTtl: options.ttl }), owned: true }
+  return { store: new MemcachedStore({ servers: options.servers, proxy: options.proxy, replicas: options.replicas, tombstoneTtl: options.ttl }), owned: true }
 }
 
 function checkStore (store: SessionStore): void {

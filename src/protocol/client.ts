@@ -176,7 +176,8 @@ export class MemcachedClient {
   private readonly failures: number
   private readonly retryDelay: number
   private readonly coalesceGets: boolean
-  private readonly proxy: boolean
+  /** Whether the servers are proxies (the `proxy` option): what they do not serve is never sent. */
+  readonly proxy: boolean
   private closed = false
   /** Set on views made by {@link forServer}: every key goes to this server. */
   private pinned: ServerEntry | undefined

@@ -54,6 +54,9 @@ const BAD: Array<[string, unknown, RegExp]> = [
   ['replicas 1.5', { secret: SECRET, servers: ['127.0.0.1:1'], replicas: 1.5 }, /replicas must be a positive integer/],
   ['replicas above the servers', { secret: SECRET, servers: ['127.0.0.1:1'], replicas: 2 }, /replicas \(2\) cannot exceed the number of servers \(1\)/],
   ['replicas with a store', { store, secret: SECRET, replicas: 1 }, /replicas applies to servers or client/],
+  ['proxy not a boolean', { secret: SECRET, servers: ['127.0.0.1:1'], proxy: 'yes' }, /proxy must be a boolean/],
+  ['proxy with a client', { secret: SECRET, client: new MemcachedClient({ servers: ['127.0.0.1:1'] }), proxy: true }, /proxy applies to servers; with client, create the MemcachedClient with proxy: true/],
+  ['proxy with a store', { store, secret: SECRET, proxy: true }, /proxy applies to servers/],
   ['sameSite none without secure', { store, secret: SECRET, cookie: { sameSite: 'none' } }, /'none' requires cookie.secure: true/],
   ['bad sameSite', { store, secret: SECRET, cookie: { sameSite: 'loose' } }, /cookie.sameSite must be/],
   ['bad secure', { store, secret: SECRET, cookie: { secure: 'yes' } }, /cookie.secure must be/],
@@ -97,6 +100,17 @@ test('accepted: the minimal options, a rotation list, every option spelled out',
   await register({ secret: SECRET, store, prefix: 'p'.repeat(186) })
   await client.close()
   await store.close()
+})
+
+test('proxy: true reaches the client the plugin creates for servers', async () => {
+  for (const proxy of [true, false, undefined]) {
+    const app = Fastify()
+    await app.register(memcachedSession, { secret: SECRET, servers: ['127.0.0.1:1'], proxy })
+    await app.ready()
+    assert.equal(app.memcached.proxy, proxy === true, `proxy: ${String(proxy)}`)
+    await assert.rejects(app.memcached.stats(), proxy === true ? { code: 'MC_UNSUPPORTED' } : { code: 'MC_CONNECTION' })
+    await app.close()
+  }
 })
 
 test('MemoryStore and session.cookie.maxAge validate their input too', async () => {

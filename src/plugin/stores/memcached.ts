@@ -22,6 +22,8 @@ export interface MemcachedStoreOptions {
    * Default `['127.0.0.1:11211']` when `client` is not given.
    */
   servers?: string[]
+  /** With `servers`: they are proxies (the client's `proxy` option). Default false. */
+  proxy?: boolean
   /**
    * Copies of each record, on the key's own server and the next distinct
    * live servers along the ketama ring. Default 1; at most the number of
@@ -117,7 +119,7 @@ export class MemcachedStore implements SessionStore {
     }
     const replicas = positive('replicas', options.replicas, 1)
     this.tombstoneTtl = positive('tombstoneTtl', options.tombstoneTtl, DEFAULT_TOMBSTONE_TTL)
-    const client = options.client ?? new MemcachedClient({ servers: options.servers ?? ['127.0.0.1:11211'] })
+    const client = options.client ?? new MemcachedClient({ servers: options.servers ?? ['127.0.0.1:11211'], proxy: options.proxy })
     if (replicas > client.servers.length) {
       if (options.client === undefined) void client.close()
       throw new TypeError(`fastify-memcached-session: replicas (${replicas}) cannot exceed the number of servers (${client.servers.length})`)
