@@ -200,7 +200,7 @@ export class MemcachedClient {
     this.entries = servers.map((spec) => {
       const { host, port, weight } = parseServer(spec)
       const connection = new Connection({
-        host, port, timeout, connectTimeout, maxQueue, maxValueSize: this.maxValueSize, maxBackoff: this.retryDelay, tls: options.tls
+        host, port, timeout, connectTimeout, maxQueue, maxValueSize: this.maxValueSize, maxBackoff: this.retryDelay, tls: options.tls, proxy: this.proxy
       }, events)
       return { id: connection.server, host, port, weight, connection, ejected: false, probeTimer: undefined, lastError: undefined }
     })

@@ -349,6 +349,12 @@ export class SentKeys {
   encode (batch: RequestBatch, verb: 'get' | 'gets'): void {
     this.written = batch.retrieval(verb, this.keys)
     this.at = 0
+    // Sent again (its first socket closed): the new reply starts from scratch.
+    if (this.next > 0 || this.unanswered !== undefined) {
+      this.next = 0
+      this.passed = undefined
+      this.unanswered = undefined
+    }
   }
 
   /**
@@ -443,6 +449,8 @@ export class SingleRequest<T> implements Request {
   ) {}
 
   encode (batch: RequestBatch): void {
+    // Sent again (its first socket closed): what arrived on that one does not count.
+    if (this.items !== undefined) this.items = undefined
     if (typeof this.head === 'string') batch.line(this.head)
     else batch.storage(this.head)
     if (this.body !== undefined) batch.value(this.body, this.bodySize)
@@ -535,7 +543,9 @@ export class GetBatch<T> implements Request {
   }
 
   onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
-    let waiter = this.waiting.get(key) as GetWaiter<T>
+    let waiter = this.waiting.get(key)
+    // Answered already on a socket that closed before END; this is the batch sent again.
+    if (waiter === undefined) return
     this.waiting.delete(key)
     const item: Item = { key, value, flags, cas }
     waiter.resolve(this.result(item, false))
@@ -594,6 +604,7 @@ class KeyRetry<T> implements Request {
   }
 
   encode (batch: RequestBatch): void {
+    this.item = undefined
     batch.line(retrievalLine(this.verb, [this.key]))
   }
 

@@ -21,6 +21,8 @@ export interface ConnectionOptions {
   maxValueSize: number
   /** Longest backoff between failed reconnects. */
   maxBackoff: number
+  /** The server is a proxy (twemproxy, mcrouter): see {@link Connection.closedByProxy}. */
+  proxy: boolean
   tls: tls.ConnectionOptions | undefined
 }
 
@@ -119,6 +121,10 @@ export class Connection implements ParserSink {
   /** Until when (performance.now() ms) new requests fail fast instead of reconnecting. */
   private downUntil = 0
   private lastError: MemcachedError | undefined
+  /** Whether the current socket delivered a reply (the server behind it is alive). */
+  private answeredOnSocket = false
+  /** Reads already sent again after a proxy closed their socket: never a second time. */
+  private readonly resentAfterClose = new WeakSet<Request>()
   private closing = false
   /** Sockets not yet closed by the OS (a destroyed one closes a tick later). */
   private openSockets = 0
@@ -242,6 +248,7 @@ export class Connection implements ParserSink {
   private onConnect (socket: net.Socket): void {
     if (socket !== this.socket) return
     clearTimeout(this.connectTimer)
+    this.answeredOnSocket = false
     this.state = 'ready'
     this.parser.reset()
     this.flush()
@@ -260,7 +267,9 @@ export class Connection implements ParserSink {
     socket.destroy()
     const wasReady = this.state === 'ready'
     this.state = this.closing ? 'closed' : 'idle'
-    const cleanIdleClose = wasReady && this.inflight.length === 0 && error.cause === undefined && error.code === 'MC_CONNECTION'
+    const cleanClose = wasReady && error.cause === undefined && error.code === 'MC_CONNECTION'
+    if (cleanClose && this.inflight.length > 0 && this.options.proxy && this.answeredOnSocket) return this.closedByProxy(error)
+    const cleanIdleClose = cleanClose && this.inflight.length === 0
     this.failAll(this.inflight, error)
     if (cleanIdleClose) {
       // The server closed an idle connection (idle_timeout, restart): reconnect on demand.
@@ -269,6 +278,31 @@ export class Connection implements ParserSink {
       this.failAll(this.pending, error)
       if (!this.closing) this.recordFailure(error)
     }
+    this.finishClose()
+  }
+
+  /**
+   * A proxy that answered on this socket closed it with commands in flight:
+   * twemproxy does so right after the SERVER_ERROR for a multi-key get with
+   * a dead backend, dropping whatever was pipelined behind it. The proxy is
+   * alive, so this is no failure and starts no backoff. Reads in flight are
+   * sent again, once, on a new socket, ahead of the queue; anything else may
+   * have been applied, so it fails (never replay a write).
+   */
+  private closedByProxy (error: MemcachedError): void {
+    const again: Request[] = []
+    for (const request of this.inflight.drain()) {
+      if (isRead(request) && !this.resentAfterClose.has(request)) {
+        this.resentAfterClose.add(request)
+        again.push(request)
+      } else {
+        this.outstanding -= request.callers
+        request.fail(request.deadline <= performance.now() ? this.timeoutError() : error)
+      }
+    }
+    for (const request of this.pending.drain()) again.push(request)
+    for (const request of again) this.pending.push(request)
+    if (this.pending.length > 0) this.connect()
     this.finishClose()
   }
 
@@ -371,6 +405,7 @@ export class Connection implements ParserSink {
     const request = this.inflight.shift() as Request
     this.outstanding -= request.callers
     this.failures = 0
+    this.answeredOnSocket = true
     request.complete(reply, this.server)
     if (this.pending.length > 0 && this.inflight.length === MAX_IN_FLIGHT - 1) this.scheduleFlush()
     this.endIfDone()
@@ -449,6 +484,11 @@ export class Connection implements ParserSink {
     this.state = 'closed'
     this.resolveClosed?.()
   }
+}
+
+/** Whether a request only reads, so sending it twice changes nothing. */
+function isRead (request: Request): boolean {
+  return request.kind === 'values' || request.kind === 'version' || request.kind === 'stats'
 }
 
 /** `version`, used to learn whether an ejected server is back. */
