@@ -187,11 +187,10 @@ describe('through twemproxy with a dead backend', () => {
 
   // twemproxy closes the connection right after the SERVER_ERROR of a
   // multi-key get: with proxy: true the reads pipelined behind it go again.
-  for (const proxy of [true]) {
-    test(`SERVER_ERROR fails only the dead backend's keys, coalesced or not, and never ejects the proxy (proxy: ${String(proxy)})`, TEST, async (t) => {
+  test('SERVER_ERROR fails only the dead backend\'s keys, coalesced or not, and never ejects the proxy (proxy: true)', TEST, async (t) => {
       const direct = pool.direct()
-      const client = pool.client({ proxy, failures: 1 })
-      const prefix = `dead:${String(proxy)}:`
+      const client = pool.client({ proxy: true, failures: 1 })
+      const prefix = 'dead:'
       const keys = Array.from({ length: 600 }, (_, i) => `${prefix}${i}`)
       await Promise.all(keys.map(async (key) => { await direct.set(key, key) }))
       const victim = pool.backends[0] as MemcachedServer
@@ -222,5 +221,4 @@ describe('through twemproxy with a dead backend', () => {
         await victim.restart()
       }
     })
-  }
 })
