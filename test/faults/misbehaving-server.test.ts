@@ -107,7 +107,7 @@ for (const fault of FAULTS) {
     const codes = logged.map((entry) => entry.err?.code ?? '')
     assert.equal(codes.length, FAILURES + 1, 'each failure logged once by the plugin')
     assert.equal(codes[0], fault.code, 'the first failure names the fault')
-    // Later ones fail fast: the client's reconnect backoff, then the ejection.
+    // Later ones: the fault again (a timeout starts no backoff), the client's reconnect backoff, then the ejection.
     for (const code of codes) assert.ok([fault.code, 'MC_CONNECTION', 'MC_NO_SERVERS'].includes(code), code)
     const sessionless = await app.inject({ url: '/peek' })
     assert.equal(sessionless.statusCode, 200, 'a request without a session cookie is not affected')
