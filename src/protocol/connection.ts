@@ -262,11 +262,7 @@ export class Connection implements ParserSink {
    */
   private lose (socket: net.Socket, error: MemcachedError): void {
     if (socket !== this.socket) return
-    this.socket = undefined
-    clearTimeout(this.connectTimer)
-    socket.destroy()
-    const wasReady = this.state === 'ready'
-    this.state = this.closing ? 'closed' : 'idle'
+    const wasReady = this.drop(socket)
     const cleanClose = wasReady && error.cause === undefined && error.code === 'MC_CONNECTION'
     if (cleanClose && this.inflight.length > 0 && this.options.proxy && this.answeredOnSocket) return this.closedByProxy(error)
     const cleanIdleClose = cleanClose && this.inflight.length === 0
@@ -279,6 +275,16 @@ export class Connection implements ParserSink {
       if (!this.closing) this.recordFailure(error)
     }
     this.finishClose()
+  }
+
+  /** Lets go of the current socket; returns whether it was ready. */
+  private drop (socket: net.Socket): boolean {
+    this.socket = undefined
+    clearTimeout(this.connectTimer)
+    socket.destroy()
+    const wasReady = this.state === 'ready'
+    this.state = this.closing ? 'closed' : 'idle'
+    return wasReady
   }
 
   /**
@@ -316,10 +322,7 @@ export class Connection implements ParserSink {
    */
   private replaceAfterTimeout (socket: net.Socket): void {
     const error = new MemcachedError('MC_CONNECTION', `connection to ${this.server} reset after a command timed out`, { server: this.server, cause: this.timeoutError() })
-    this.socket = undefined
-    clearTimeout(this.connectTimer)
-    socket.destroy()
-    this.state = 'idle'
+    this.drop(socket)
     this.failAll(this.inflight, error)
     if (!this.closing) {
       this.failures++
