@@ -381,10 +381,14 @@ export class SentKeys {
       }
       at += bytes + 1
     }
-    if (this.passed === undefined) return undefined
-    // Out of request order: from now on, look keys up by name.
+    // No key passed over: nothing before the cursor is unanswered.
+    return this.passed === undefined ? undefined : this.leaveRequestOrder(buf, start, end)
+  }
+
+  /** The reply left request order: from now on, keys are looked up by name. Kept out of {@link claim}, the hot path. */
+  private leaveRequestOrder (buf: Buffer, start: number, end: number): string | undefined {
     this.unanswered = new Map()
-    for (const i of this.passed) this.keepUnanswered(i)
+    for (const i of this.passed as number[]) this.keepUnanswered(i)
     for (let i = this.next; i < this.keys.length; i++) this.keepUnanswered(i)
     return this.claimAnyOrder(buf, start, end)
   }
