@@ -180,6 +180,43 @@ describe('through twemproxy (md5, ketama, auto_eject_hosts)', () => {
   })
 })
 
+describe('bad input from a proxy (proxy: true)', () => {
+  const pool = new Pool()
+  before(async () => { await pool.start() })
+  after(async () => { await pool.close() })
+
+  // `before` acts before the commands are sent, `during` while they are in flight.
+  const faults: Array<{ name: string, before: (proxy: FaultProxy) => void, during: (proxy: FaultProxy) => void, codes: string[] }> = [
+    { name: 'garbage', before: (proxy) => { proxy.garbage(Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n')) }, during: () => {}, codes: ['MC_PROTOCOL'] },
+    { name: 'a reset connection', before: (proxy) => { proxy.blackhole() }, during: (proxy) => { proxy.resetAll() }, codes: ['MC_CONNECTION'] },
+    { name: 'a proxy that never answers', before: (proxy) => { proxy.blackhole() }, during: () => {}, codes: ['MC_TIMEOUT', 'MC_CONNECTION'] }
+  ]
+  for (const fault of faults) {
+    test(`${fault.name}: the commands in flight reject ${fault.codes.join(' or ')}, none hangs, and the client works again once it passes`, TEST, async () => {
+      const front = pool.own(await FaultProxy.start({ host: pool.proxy.host, port: pool.proxy.port }))
+      const client = pool.client({ proxy: true, timeout: 500, retryDelay: 200 }, [front.address])
+      await writeKeys(client, 'bad:', 50)
+      fault.before(front)
+      const inFlight = Promise.allSettled([
+        ...Array.from({ length: 50 }, async (_, i) => await client.get(`bad:${i}`)),
+        ...Array.from({ length: 10 }, async (_, i) => { await client.set(`bad:w${i}`, 'w') }),
+        client.getMulti(['bad:0', 'bad:1'])
+      ])
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      fault.during(front)
+      const outcomes = await inFlight
+      const codes = new Set(outcomes.map((outcome) => outcome.status === 'rejected' ? codeOf(outcome.reason) : 'resolved'))
+      assert.deepEqual([...codes].filter((code) => !fault.codes.includes(code)), [], `every command in flight rejected ${fault.codes.join(' or ')}`)
+      front.pass()
+      let value: Buffer | undefined
+      for (let attempt = 0; value === undefined && attempt < 200; attempt++) {
+        value = await client.get('bad:0').catch(async () => { await new Promise((resolve) => setTimeout(resolve, 20)); return undefined })
+      }
+      assert.equal(value?.toString(), 'value of 0', 'works again')
+    })
+  }
+})
+
 describe('through twemproxy with a dead backend', () => {
   // A high failure limit keeps the dead backend in twemproxy's ring, so its
   // keys keep getting SERVER_ERROR instead of moving to the other two.
