@@ -69,35 +69,73 @@ async function newSessions (port: number, count: number): Promise<string[]> {
   }))
 }
 
+/** Half of `stale` logged out through the app, half deleted straight from every pool's memcached, as if expired. */
+async function makeStale (port: number, stale: string[], pools: MemcachedServer[][]): Promise<void> {
+  for (const cookie of stale.slice(0, stale.length / 2)) assert.equal((await post(port, '/logout', cookie)).status, 200)
+  for (const pool of pools) {
+    const direct = new MemcachedClient({ servers: pool.map((backend) => backend.address) })
+    for (const cookie of stale.slice(stale.length / 2)) assert.equal(await direct.delete(keyOf(idOf(cookie))), true, 'the expired session existed')
+    await direct.close()
+  }
+}
+
+/** 1,000 POSTs at 20 in flight, every 10th with the next of the 100 stale cookies, the others with a live one. */
+async function staleCookieLoad (port: number, live: string[], stale: string[]): Promise<{ statuses: Record<string, number>, staleRenewed: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 20 })
+  const statuses: Record<string, number> = {}
+  let staleRenewed = 0
+  let next = 0
+  await Promise.all(Array.from({ length: 20 }, async () => {
+    for (let j = next++; j < 1000; j = next++) {
+      const isStale = j % 10 === 9
+      const response = await post(port, '/count', isStale ? stale[(j - 9) / 10] : live[j % 100], agent)
+      statuses[response.status] = (statuses[response.status] ?? 0) + 1
+      if (isStale && response.status === 200 && response.setCookie !== undefined && (JSON.parse(response.body) as { views: number }).views === 1) staleRenewed++
+    }
+  }))
+  agent.destroy()
+  return { statuses, staleRenewed }
+}
+
 for (const proxy of [false, true]) {
   test(`session app through twemproxy, 1,000 requests at 20 concurrent, 10% of cookies logged out or expired: 0 x 503 (proxy: ${String(proxy)})`, TEST, async (t) => {
     const { port, backends } = await start(t, proxy, QUICK)
     const live = await newSessions(port, 100)
     const stale = await newSessions(port, 100)
-    // Half logged out through the app, half gone from memcached as if expired.
-    for (const cookie of stale.slice(0, 50)) assert.equal((await post(port, '/logout', cookie)).status, 200)
-    const direct = new MemcachedClient({ servers: backends.map((backend) => backend.address) })
-    for (const cookie of stale.slice(50)) assert.equal(await direct.delete(keyOf(idOf(cookie))), true, 'the expired session existed')
-    await direct.close()
-
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 20 })
-    const statuses = new Map<number, number>()
-    let staleRenewed = 0
-    let next = 0
-    await Promise.all(Array.from({ length: 20 }, async () => {
-      for (let j = next++; j < 1000; j = next++) {
-        const isStale = j % 10 === 9
-        const response = await post(port, '/count', isStale ? stale[(j - 9) / 10] : live[j % 100], agent)
-        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1)
-        if (isStale && response.status === 200 && response.setCookie !== undefined && (JSON.parse(response.body) as { views: number }).views === 1) staleRenewed++
-      }
-    }))
-    agent.destroy()
-    t.diagnostic(`statuses ${JSON.stringify(Object.fromEntries(statuses))}; ${staleRenewed} of 100 stale cookies got a fresh session`)
-    assert.deepEqual(Object.fromEntries(statuses), { 200: 1000 })
+    await makeStale(port, stale, [backends])
+    const { statuses, staleRenewed } = await staleCookieLoad(port, live, stale)
+    t.diagnostic(`statuses ${JSON.stringify(statuses)}; ${staleRenewed} of 100 stale cookies got a fresh session`)
+    assert.deepEqual(statuses, { 200: 1000 })
     assert.equal(staleRenewed, 100, 'every stale cookie got a fresh, empty session')
   })
 }
+
+test('replicas: 2 across two twemproxy pools (proxy: true), the same load with stale cookies: 0 x 503, each session in both pools', TEST, async (t) => {
+  const pools = await Promise.all([0, 1].map(async () => await Promise.all([MemcachedServer.start(), MemcachedServer.start()])))
+  const proxies = await Promise.all(pools.map(async (pool) => await TwemproxyServer.start({ backends: pool.map((backend) => backend.address) })))
+  const app = await buildApp({ servers: proxies.map((twemproxy) => twemproxy.address), proxy: true, replicas: 2 })
+  t.after(async () => {
+    await app.close()
+    for (const twemproxy of proxies) await twemproxy.stop()
+    await Promise.all(pools.flat().map(async (backend) => { await backend.kill() }))
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  const live = await newSessions(port, 100)
+  const stale = await newSessions(port, 100)
+  await makeStale(port, stale, pools)
+  const { statuses, staleRenewed } = await staleCookieLoad(port, live, stale)
+  t.diagnostic(`statuses ${JSON.stringify(statuses)}; ${staleRenewed} of 100 stale cookies got a fresh session`)
+  assert.deepEqual(statuses, { 200: 1000 })
+  assert.equal(staleRenewed, 100, 'every stale cookie got a fresh, empty session')
+  for (const pool of pools) {
+    const direct = new MemcachedClient({ servers: pool.map((backend) => backend.address) })
+    const found = await direct.getMulti(live.map((cookie) => keyOf(idOf(cookie))))
+    await direct.close()
+    assert.equal(found.size, 100, 'every live session has a copy in this pool')
+  }
+})
 
 // proxy: true is what makes this work: twemproxy closes the connection after
 // a multi-key get that touched the dead backend, and without proxy: true
