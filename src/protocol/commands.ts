@@ -153,8 +153,11 @@ const ZERO_COPY_BYTES = 64 * 1024
  */
 export class RequestBatch {
   private scratch = Buffer.allocUnsafe(SCRATCH_BYTES)
+  /** Where the bytes not yet cut into a chunk start in `scratch`. */
+  private start = 0
+  /** Where the next byte goes in `scratch`. */
   private used = 0
-  private readonly chunks: Buffer[] = []
+  private chunks: Buffer[] = []
   private total = 0
 
   /** Bytes written since the last {@link take}. */
@@ -235,26 +238,39 @@ export class RequestBatch {
     this.used = pos
   }
 
-  /** The buffers to write, in order; the batch starts empty again. */
-  take (): Buffer[] {
-    this.cut()
-    const chunks = this.chunks.splice(0)
+  /**
+   * The bytes to write, in order, and the batch starts empty again: one
+   * Buffer in the usual case (the whole flush in the scratch buffer, so no
+   * array is allocated), several when large values or a full scratch buffer
+   * cut it, undefined when nothing was added.
+   */
+  take (): Buffer | Buffer[] | undefined {
     this.total = 0
+    if (this.chunks.length === 0) {
+      if (this.used === this.start) return undefined
+      const only: Buffer = subarray.call(this.scratch, this.start, this.used)
+      this.start = this.used
+      return only
+    }
+    this.cut()
+    const chunks = this.chunks
+    this.chunks = []
     return chunks
   }
 
-  /** Ends the current scratch region; the socket now owns those bytes. */
+  /** Ends the current scratch region; the socket now owns those bytes, and they are never written again. */
   private cut (): void {
-    if (this.used === 0) return
-    this.chunks.push(subarray.call(this.scratch, 0, this.used))
-    this.scratch = subarray.call(this.scratch, this.used)
-    this.used = 0
+    if (this.used === this.start) return
+    this.chunks.push(subarray.call(this.scratch, this.start, this.used))
+    this.start = this.used
   }
 
   private reserve (bytes: number): void {
     if (this.scratch.length - this.used >= bytes) return
     this.cut()
     this.scratch = Buffer.allocUnsafe(Math.max(SCRATCH_BYTES, bytes))
+    this.start = 0
+    this.used = 0
   }
 }
 
@@ -509,33 +525,49 @@ export type ItemResult<T> = (item: Item, copy: boolean) => T
 export class GetBatch<T> implements Request {
   readonly kind = 'values'
   deadline = 0
-  callers = 0
-  private readonly waiting = new Map<string, GetWaiter<T>>()
-  /** The distinct keys, in the order they are sent. */
-  private readonly keys: string[] = []
-  private readonly sent = new SentKeys(this.keys)
+  callers = 1
+  /**
+   * The first key's callers; further distinct keys go to `others`. Most
+   * batches at low concurrency hold one key, and a Map costs about 350
+   * bytes a batch.
+   */
+  private first: GetWaiter<T> | undefined
+  /** The other keys' callers; a key answered is set to undefined (a delete may shrink and reallocate the table). */
+  private others: Map<string, GetWaiter<T> | undefined> | undefined
+  /** The distinct keys, in the order they are sent (an array literal: `[]` would grow to 17 slots at the first push). */
+  private readonly keys: string[]
+  private readonly sent: SentKeys
 
+  /** A batch of one caller of `firstKey`, the first of the tick. */
   constructor (
     readonly verb: 'get' | 'gets',
     private readonly result: ItemResult<T>,
     /** Queues a request on the same connection: where a failed batch's keys go again, one by one. */
-    private readonly resend: (request: Request) => void
-  ) {}
+    private readonly resend: (request: Request) => void,
+    private readonly firstKey: string,
+    resolve: GetWaiter<T>['resolve'],
+    reject: GetWaiter<T>['reject']
+  ) {
+    this.first = { resolve, reject, next: undefined }
+    this.keys = [firstKey]
+    this.sent = new SentKeys(this.keys)
+  }
 
   /** Whether another distinct key still fits. */
   get full (): boolean { return this.keys.length >= MAX_BATCH_KEYS }
 
+  /** One more caller, of the same key or another. */
   add (key: string, resolve: GetWaiter<T>['resolve'], reject: GetWaiter<T>['reject']): void {
-    const first = this.waiting.get(key)
     const waiter: GetWaiter<T> = { resolve, reject, next: undefined }
+    this.callers++
+    const first = key === this.firstKey ? this.first : (this.others ??= new Map()).get(key)
     if (first === undefined) {
-      this.waiting.set(key, waiter)
+      (this.others as Map<string, GetWaiter<T> | undefined>).set(key, waiter)
       this.keys.push(key)
     } else {
       waiter.next = first.next
       first.next = waiter
     }
-    this.callers++
   }
 
   encode (batch: RequestBatch): void {
@@ -547,10 +579,16 @@ export class GetBatch<T> implements Request {
   }
 
   onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
-    let waiter = this.waiting.get(key)
+    let waiter: GetWaiter<T> | undefined
+    if (key === this.firstKey) {
+      waiter = this.first
+      this.first = undefined
+    } else {
+      waiter = this.others?.get(key)
+      this.others?.set(key, undefined)
+    }
     // Answered already on a socket that closed before END; this is the batch sent again.
     if (waiter === undefined) return
-    this.waiting.delete(key)
     const item: Item = { key, value, flags, cas }
     waiter.resolve(this.result(item, false))
     // Callers of the same key get their own copy, so one cannot change another's.
@@ -564,28 +602,43 @@ export class GetBatch<T> implements Request {
     // A proxy answers a whole multi-key get with one SERVER_ERROR when any
     // backend in it is down (twemproxy): asked once more key by key, only
     // the dead backend's keys fail. A key asked on its own fails for good.
-    if (reply.type === 'error' && reply.kind === 'SERVER_ERROR' && this.waiting.size > 1) return this.resendEach()
+    if (reply.type === 'error' && reply.kind === 'SERVER_ERROR') {
+      const waiting = this.unanswered()
+      if (waiting.length > 1) return this.resendEach(waiting)
+      return this.rejectAll(waiting, replyError(reply, server))
+    }
     this.fail(replyError(reply, server))
   }
 
-  private resendEach (): void {
-    for (const [key, waiter] of this.waiting) this.resend(new KeyRetry(this.verb, key, waiter, this.result))
-    this.waiting.clear()
+  private resendEach (waiting: Array<[string, GetWaiter<T>]>): void {
+    for (const [key, waiter] of waiting) this.resend(new KeyRetry(this.verb, key, waiter, this.result))
   }
 
   fail (error: MemcachedError): void {
-    for (let waiter of this.waiting.values()) {
-      for (; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.reject(error)
+    this.rejectAll(this.unanswered(), error)
+  }
+
+  private rejectAll (waiting: Array<[string, GetWaiter<T>]>, error: MemcachedError): void {
+    for (const [, waiter] of waiting) {
+      for (let next: GetWaiter<T> | undefined = waiter; next !== undefined; next = next.next) next.reject(error)
     }
-    this.waiting.clear()
   }
 
   /** END: every key still waiting was a miss. */
   private settleAll (): void {
-    for (let waiter of this.waiting.values()) {
-      for (; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.resolve(undefined)
+    for (const [, waiter] of this.unanswered()) {
+      for (let next: GetWaiter<T> | undefined = waiter; next !== undefined; next = next.next) next.resolve(undefined)
     }
-    this.waiting.clear()
+  }
+
+  /** Every key not answered yet with its first caller; forgets them all. */
+  private unanswered (): Array<[string, GetWaiter<T>]> {
+    const waiting: Array<[string, GetWaiter<T>]> = []
+    if (this.first !== undefined) waiting.push([this.firstKey, this.first])
+    if (this.others !== undefined) for (const [key, waiter] of this.others) if (waiter !== undefined) waiting.push([key, waiter])
+    this.first = undefined
+    this.others = undefined
+    return waiting
   }
 }
 

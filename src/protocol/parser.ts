@@ -68,12 +68,21 @@ export interface ParserLimits {
 }
 
 /**
- * Values at least this large are handed out as views of the chunk they
+ * Values at least this large may be handed out as views of the chunk they
  * arrived in; smaller ones are copied (into Node's shared pool), so a small
  * value a caller keeps never pins a whole socket read, and the connection can
  * reuse its read buffer whenever no view was taken.
  */
 export const VIEW_MIN_BYTES = 512
+
+/**
+ * A view is taken only when the chunk fills at least this share of the
+ * memory behind it. A view hands that memory to the caller, so the next read
+ * needs a fresh buffer: worth it when the read was mostly reply data (a
+ * large multi-get), not for one 1 KiB value in a 64 KiB buffer, where each
+ * get would allocate 64 KiB and keep the garbage collector busy.
+ */
+const VIEW_MIN_FILL = 0.5
 
 type ViewOf = (array: ArrayBufferLike, offset: number, length: number) => Buffer
 type ViewConstructor = new (array: ArrayBufferLike, offset: number, length: number) => Buffer
@@ -289,9 +298,10 @@ export class ReplyParser {
   /**
    * Reads the value in progress and the CRLF after it; returns the new
    * position. A value of at least {@link VIEW_MIN_BYTES} that lies whole in
-   * this chunk is handed out as a view of it (of `array`, its memory, where
-   * `buf` starts at `offset`), without a copy; one split across chunks is
-   * copied into its own buffer.
+   * this chunk, when the chunk fills most of its memory, is handed out as a
+   * view of it (of `array`, its memory, where `buf` starts at `offset`),
+   * without a copy; other values are copied, one split across chunks into
+   * its own buffer.
    */
   private fillValue (buf: Buffer, array: ArrayBufferLike, offset: number, pos: number): number {
     const size = this.valueSize
@@ -302,7 +312,7 @@ export class ReplyParser {
       }
       this.valueSize = -1
       let value: Buffer
-      if (size >= VIEW_MIN_BYTES) {
+      if (size >= VIEW_MIN_BYTES && buf.length >= array.byteLength * VIEW_MIN_FILL) {
         value = viewOf(array, offset + pos, size)
         this.viewed = true
       } else {

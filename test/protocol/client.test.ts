@@ -223,20 +223,30 @@ describe('bad input never reaches the wire', () => {
   test('values kept by the caller stay intact while later replies reuse the socket read buffer', async () => {
     // Large values are views of a socket read; small ones are copies. Either
     // way, no later read may write over a value a caller still holds.
-    const sizes = [1, 100, 511, 512, 4000, 70_000]
+    const sizes = [1, 100, 511, 512, 1024, 4000, 70_000]
     for (const size of sizes) await client.set(`kept:${size}`, Buffer.alloc(size, size % 251))
+    // 100 values of 1 KiB: reads that fill the buffer, whose values are views.
+    const wide = Array.from({ length: 100 }, (_, i) => `kept:wide:${i}`)
+    for (const [i, key] of wide.entries()) await client.set(key, Buffer.alloc(1024, i))
     const kept = await Promise.all(sizes.map(async (size) => await client.get(`kept:${size}`)))
+    const keptOneByOne: Array<Buffer | undefined> = []
+    for (const size of sizes) keptOneByOne.push(await client.get(`kept:${size}`))
     const keptMany = await client.getMulti(sizes.map((size) => `kept:${size}`))
+    const keptWide = await client.getMulti(wide)
     await client.set('churn', Buffer.alloc(60_000, 0xee))
     for (let i = 0; i < 50; i++) {
       await client.get('churn')
+      await client.get('kept:1024')
       await client.getMulti(['churn', 'kept:100', 'kept:4000'])
+      await client.getMulti(wide.slice(i, i + 50))
       await client.set(`churn:${i}`, 'x')
     }
     sizes.forEach((size, i) => {
       assert.ok(kept[i]?.equals(Buffer.alloc(size, size % 251)), `get of ${size} bytes kept intact`)
+      assert.ok(keptOneByOne[i]?.equals(Buffer.alloc(size, size % 251)), `sequential get of ${size} bytes kept intact`)
       assert.ok(keptMany.get(`kept:${size}`)?.equals(Buffer.alloc(size, size % 251)), `getMulti of ${size} bytes kept intact`)
     })
+    wide.forEach((key, i) => assert.ok(keptWide.get(key)?.equals(Buffer.alloc(1024, i)), `getMulti value ${i} of 100 kept intact`))
   })
 
   test('a small value does not pin a whole socket read', async () => {
@@ -244,6 +254,16 @@ describe('bad input never reaches the wire', () => {
     const value = await client.get('small:pin')
     assert.equal(value?.toString(), 'tiny')
     assert.ok((value?.buffer.byteLength ?? 0) <= Buffer.poolSize, `backed by ${value?.buffer.byteLength} bytes`)
+  })
+
+  test('a 1 KiB value read alone is copied out of the read buffer, not a view pinning it', async () => {
+    // A view would make the next read allocate a fresh 64 KiB buffer: 64 KiB per get.
+    await client.set('kib:pin', Buffer.alloc(1024, 7))
+    for (let i = 0; i < 3; i++) {
+      const value = await client.get('kib:pin')
+      assert.ok(value?.equals(Buffer.alloc(1024, 7)))
+      assert.ok((value?.buffer.byteLength ?? Infinity) <= Buffer.poolSize, `backed by ${value?.buffer.byteLength} bytes`)
+    }
   })
 
   test('UTF-8 keys are matched byte for byte in every retrieval, misses among them', async () => {

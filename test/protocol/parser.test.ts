@@ -207,17 +207,25 @@ test('parser: a VALUE for a key the command never asked for is a protocol error 
   ])
 })
 
-test('parser: values from VIEW_MIN_BYTES up are views of the chunk and reported by takeViewed; smaller ones are copies', () => {
+/** `text` in memory of its own, as a socket read that fills its buffer. */
+function ownChunk (text: string): Buffer {
+  const bytes = Buffer.from(text)
+  const chunk = Buffer.alloc(bytes.length)
+  bytes.copy(chunk)
+  return chunk
+}
+
+test('parser: values from VIEW_MIN_BYTES up in a chunk that fills its memory are views, reported by takeViewed; smaller ones are copies', () => {
   const received: Buffer[] = []
   const sink = new RecordingSink(['values', 'values'])
   sink.onValue = (_key, _flags, data) => { received.push(data) }
   const parser = new ReplyParser(sink, LIMITS)
-  const small = Buffer.from(`VALUE s 0 ${VIEW_MIN_BYTES - 1}\r\n${'a'.repeat(VIEW_MIN_BYTES - 1)}\r\nEND\r\n`)
+  const small = ownChunk(`VALUE s 0 ${VIEW_MIN_BYTES - 1}\r\n${'a'.repeat(VIEW_MIN_BYTES - 1)}\r\nEND\r\n`)
   parser.feed(small)
   assert.equal(parser.takeViewed(), false, 'a small value is copied')
   small.fill(0)
   assert.equal(received[0]?.toString(), 'a'.repeat(VIEW_MIN_BYTES - 1), 'the copy does not change with the chunk')
-  const large = Buffer.from(`VALUE l 0 ${VIEW_MIN_BYTES}\r\n${'b'.repeat(VIEW_MIN_BYTES)}\r\nEND\r\n`)
+  const large = ownChunk(`VALUE l 0 ${VIEW_MIN_BYTES}\r\n${'b'.repeat(VIEW_MIN_BYTES)}\r\nEND\r\n`)
   parser.feed(large)
   assert.equal(parser.takeViewed(), true, 'a large value is a view')
   assert.equal(parser.takeViewed(), false, 'takeViewed resets')
@@ -226,6 +234,21 @@ test('parser: values from VIEW_MIN_BYTES up are views of the chunk and reported 
   assert.ok(Buffer.isBuffer(view) && Object.getPrototypeOf(view) === Buffer.prototype, 'the view is a plain Buffer')
   assert.equal(view.byteOffset - large.byteOffset, large.indexOf('b'), 'the view starts at the data')
   assert.deepStrictEqual(view, Buffer.from('b'.repeat(VIEW_MIN_BYTES)))
+})
+
+test('parser: a large value in a read that fills little of its buffer is copied, so the buffer can take the next read', () => {
+  // One 1 KiB get in a 64 KiB read buffer: a view would cost a fresh 64 KiB buffer per get.
+  const received: Buffer[] = []
+  const sink = new RecordingSink(['values'])
+  sink.onValue = (_key, _flags, data) => { received.push(data) }
+  const parser = new ReplyParser(sink, LIMITS)
+  const readBuffer = Buffer.alloc(64 * 1024)
+  const bytes = readBuffer.write(`VALUE k 0 1024\r\n${'c'.repeat(1024)}\r\nEND\r\n`)
+  parser.feed(readBuffer.subarray(0, bytes))
+  assert.equal(parser.takeViewed(), false, 'copied, not viewed')
+  readBuffer.fill(0)
+  assert.equal(received[0]?.toString(), 'c'.repeat(1024), 'the copy does not change when the buffer takes the next read')
+  assert.ok((received[0]?.buffer.byteLength ?? Infinity) <= Buffer.poolSize, 'copied into the shared pool, not a buffer of its own')
 })
 
 test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {
