@@ -4,7 +4,7 @@
  * results (git-ignored) for Chrome DevTools or speedscope.
  *
  *   node build/bench/profile.js client set 128 [--no-coalesce] [--seconds=5]
- *   node build/bench/profile.js http ours-memory rw [--seconds=5]
+ *   node build/bench/profile.js http ours-memory rw [--seconds=5] [--connections=32]
  */
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import inspector from 'node:inspector'
@@ -94,7 +94,7 @@ async function profileClient (op: string, inFlight: number, coalesce: boolean, s
   report(profile, name, `${op}, ${inFlight} in flight${coalesce ? '' : ', coalesceGets: false'}: ${Math.round(rate).toLocaleString('en-US')} ops/s while profiling`)
 }
 
-async function profileHttp (variant: string, route: string, seconds: number): Promise<void> {
+async function profileHttp (variant: string, route: string, seconds: number, connections: number): Promise<void> {
   const pinning = choosePinning()
   const memcached = await startMemcached(pinning.load)
   const dir = path.join(OUT_DIR, `.prof-${process.pid}`)
@@ -115,7 +115,7 @@ async function profileHttp (variant: string, route: string, seconds: number): Pr
   await new Promise((resolve) => load.once('message', resolve))
   const result = await new Promise<{ reqPerSec: number }>((resolve) => {
     load.on('message', (m: { type: string, reqPerSec: number }) => { if (m.type === 'result') resolve(m) })
-    load.send({ type: 'run', id: 1, url: `http://127.0.0.1:${ready.port}/${route}`, cookies, connections: 32, warmupMs: 500, windowMs: seconds * 1000 })
+    load.send({ type: 'run', id: 1, url: `http://127.0.0.1:${ready.port}/${route}`, cookies, connections, warmupMs: 500, windowMs: seconds * 1000 })
   })
   await stopChild(load)
   // SIGTERM closes the app; the profile is written on a clean exit.
@@ -124,7 +124,7 @@ async function profileHttp (variant: string, route: string, seconds: number): Pr
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))
   if (file === undefined) throw new Error('no profile written')
   const profile = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as CpuProfile
-  report(profile, `http-${variant}-${route}.cpuprofile`, `${variant} /${route}: ${Math.round(result.reqPerSec).toLocaleString('en-US')} req/s (profiled, whole server run)`)
+  report(profile, `http-${variant}-${route}-${connections}.cpuprofile`, `${variant} /${route}, ${connections} connections: ${Math.round(result.reqPerSec).toLocaleString('en-US')} req/s (profiled, whole server run)`)
 }
 
 function report (profile: CpuProfile, name: string, title: string): void {
@@ -141,9 +141,9 @@ async function main (): Promise<void> {
   if (positional[0] === 'client') {
     await profileClient(positional[1] ?? 'get', Number(positional[2] ?? 128), !args.includes('--no-coalesce'), seconds)
   } else if (positional[0] === 'http') {
-    await profileHttp(positional[1] ?? 'ours-memory', positional[2] ?? 'rw', seconds)
+    await profileHttp(positional[1] ?? 'ours-memory', positional[2] ?? 'rw', seconds, Number(args.find((a) => a.startsWith('--connections='))?.slice(14) ?? 32))
   } else {
-    throw new Error('usage: profile.js client <get|set|mget> <inFlight> [--no-coalesce] | http <variant> <rw|ro> [--seconds=N]')
+    throw new Error('usage: profile.js client <get|set|mget> <inFlight> [--no-coalesce] | http <variant> <rw|ro> [--seconds=N] [--connections=N]')
   }
 }
 

@@ -12,7 +12,8 @@ import { parseArgs, type BenchConfig } from './lib/config.js'
 import { choosePinning, describeMachine, machineLine } from './lib/machine.js'
 import { killAll, pinSelf } from './lib/processes.js'
 import { renderMarkdown, type BenchResult } from './lib/report.js'
-import { REDIS_BINARY, startMemcached, startRedis, type ServerProcess } from './lib/servers.js'
+import { CLIENT_SCENARIOS } from './client/workload.js'
+import { REDIS_BINARY, nutcrackerVersion, startMemcached, startRedis, startTwemproxy, type ServerProcess } from './lib/servers.js'
 import { progress } from './lib/stats.js'
 import { renderSvg } from './lib/svg.js'
 import { clientTargets, httpTargets, targetLine } from './lib/targets.js'
@@ -84,7 +85,14 @@ async function main (): Promise<void> {
   }
   try {
     if (config.suites.includes('client')) {
-      result.client = await runClientSuite({ host: '127.0.0.1', port: memcached.port, address: memcached.address }, config.client, config.only, pinning.measured)
+      let proxy: ServerProcess | undefined
+      if (CLIENT_SCENARIOS.some((scenario) => scenario.viaProxy === true && (config.only?.has(scenario.id) ?? true))) {
+        proxy = await startTwemproxy(pinning.load, memcached.address)
+        servers.push(proxy)
+        progress(`twemproxy ${nutcrackerVersion()} on ${proxy.address} in front of memcached (pid ${proxy.pid ?? '?'})`)
+      }
+      result.client = await runClientSuite({ host: '127.0.0.1', port: memcached.port, address: memcached.address }, config.client, config.only, pinning.measured,
+        proxy === undefined ? undefined : { host: '127.0.0.1', port: proxy.port })
       result.targets.push(...clientTargets(result.client))
     }
     if (config.suites.includes('http')) {

@@ -5,12 +5,17 @@
  * command is its own: none pays for another's garbage, timers or
  * megamorphic call sites.
  *
- *   node build/bench/client/host.js <client id | ceiling> <host> <port>
+ *   node build/bench/client/host.js <client id | ceiling> <host> <port> [heap MB]
+ *
+ * With a heap size, the process first allocates and keeps that much of an
+ * app's live objects (app-heap.ts): the heap mode.
  */
 import type { Timing } from '../lib/config.js'
+import { holdAppHeap } from './app-heap.js'
+import { BatchRecorder } from './batches.js'
 import { createDriver, type Driver } from './drivers.js'
 import { RawPipeline } from './raw.js'
-import { CEILING_ID, CLIENT_SCENARIOS, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, VALUE_BYTES, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
 
 const value = benchValue()
 
@@ -23,14 +28,16 @@ function scenarioOf (id: string): ClientScenario {
 /** What a host does with a request, for a client or for the ceiling. */
 interface Subject {
   check: (scenarios: ClientScenario[]) => Promise<void>
-  measure: (scenario: ClientScenario, timing: Timing) => Promise<Measured>
+  measure: (scenario: ClientScenario, timing: Timing, batches: number[] | undefined) => Promise<Measured>
   close: () => Promise<void>
 }
 
 function clientSubject (driver: Driver): Subject {
+  // Only ours coalesces, so only ours' batches are replayed.
+  const recorder = driver.id === 'ours' ? new BatchRecorder((GET_KEYS[0] as string).length) : undefined
   return {
     check: async () => await smokeTest(driver, value),
-    measure: async (scenario, timing) => await measureDriver(operation(driver, scenario, value), scenario.inFlight, timing),
+    measure: async (scenario, timing) => await measureDriver(operation(driver, scenario, value), scenario.inFlight, timing, scenario.batched ? recorder : undefined),
     close: async () => await driver.close()
   }
 }
@@ -38,7 +45,9 @@ function clientSubject (driver: Driver): Subject {
 function ceilingSubject (raw: RawPipeline): Subject {
   return {
     check: async (scenarios) => { for (const scenario of scenarios) await raw.verify(rawRequest(scenario, value)) },
-    measure: async (scenario, timing) => ({ ...await raw.measure(rawRequest(scenario, value), scenario.inFlight, timing.warmupMs, timing.windowMs), errors: 0 }),
+    measure: async (scenario, timing, batches) => batches === undefined
+      ? await raw.measure(rawRequest(scenario, value), scenario.inFlight, timing.warmupMs, timing.windowMs)
+      : await raw.measureBatches(GET_KEYS, VALUE_BYTES, batches, scenario.inFlight, timing.warmupMs, timing.windowMs),
     close: async () => { raw.close() }
   }
 }
@@ -48,17 +57,18 @@ async function answer (subject: Subject, request: HostRequest): Promise<HostRepl
     await subject.check(request.scenarios.map(scenarioOf))
     return { type: 'checked' }
   }
-  return { type: 'measured', result: await subject.measure(scenarioOf(request.scenario), request.timing) }
+  return { type: 'measured', result: await subject.measure(scenarioOf(request.scenario), request.timing, request.batches) }
 }
 
 async function main (): Promise<void> {
-  const [id, host, port] = process.argv.slice(2)
-  if (id === undefined || host === undefined || port === undefined) throw new Error('usage: host.js <client id | ceiling> <host> <port>')
+  const [id, host, port, heapMb] = process.argv.slice(2)
+  if (id === undefined || host === undefined || port === undefined) throw new Error('usage: host.js <client id | ceiling> <host> <port> [heap MB]')
+  if (heapMb !== undefined && Number(heapMb) > 0) holdAppHeap(Number(heapMb))
   let subject: Subject
   let ready: HostReply
   if (id === CEILING_ID) {
     subject = ceilingSubject(await RawPipeline.connect(host, Number(port)))
-    ready = { type: 'ready', id, label: 'raw socket (ceiling)', note: 'pre-built pipelined requests, replies counted by length', ops: ['get', 'set', 'mget'] }
+    ready = { type: 'ready', id, label: 'raw socket (ceiling)', note: 'pre-built pipelined requests over the same keys, one reused read buffer, every reply counted and its end checked', ops: ['get', 'set', 'mget'] }
   } else {
     const driver = createDriver(id, `${host}:${port}`)
     subject = clientSubject(driver)

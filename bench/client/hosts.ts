@@ -23,10 +23,13 @@ export class ClientHost {
     readonly ops: ReadonlySet<Operation>
   ) {}
 
-  /** Starts the host of client `id` (or of the ceiling) against memcached at `host:port`. */
-  static async start (id: string, host: string, port: number, core: number | undefined): Promise<ClientHost> {
-    const child = spawnPinned(core, process.execPath, [HOST_SCRIPT, id, host, String(port)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    const reply = await nextReply(child, START_TIMEOUT_MS).catch(async (error: unknown) => {
+  /**
+   * Starts the host of client `id` (or of the ceiling) against memcached at
+   * `host:port`; with `heapMb`, a host that first holds that much of an app's heap.
+   */
+  static async start (id: string, host: string, port: number, core: number | undefined, heapMb = 0): Promise<ClientHost> {
+    const child = spawnPinned(core, process.execPath, [HOST_SCRIPT, id, host, String(port), String(heapMb)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const reply = await nextReply(child, START_TIMEOUT_MS + heapMb * 200).catch(async (error: unknown) => {
       await stopChild(child)
       throw error
     })

@@ -11,8 +11,7 @@ import { median, progress, ratio, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { DRIVER_IDS } from './drivers.js'
 import { ClientHost } from './hosts.js'
-import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario } from './workload.js'
-
+import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
 
 export interface ClientInfo {
   id: string
@@ -28,6 +27,11 @@ export interface ClientSample {
   errors: number
   /** CPU time of the measured (client) process per command in the window, microseconds. */
   cpuUs: number
+  /** Bytes allocated per command (a run after the window), V8 heap and ArrayBuffers. */
+  heapBytes?: number
+  arrayBufferBytes?: number
+  /** Ours, coalesced scenarios: mean keys per multi-key get written in the window. */
+  meanBatch?: number
   /** CPU used by processes the bench did not start during the window, cores. */
   foreignCores: number
   attempts: number
@@ -50,6 +54,15 @@ export interface ClientSummary {
   vsCeiling: number
   /** Ceiling CPU per command over this client's: the ratio a CPU-bound client would reach on an idle machine. */
   cpuVsCeiling: number
+  /** Over the batched ceiling (ours' coalesced batches replayed); NaN where there is none. */
+  vsBatched: number
+  cpuVsBatched: number
+  /** Median bytes allocated per command, V8 heap plus ArrayBuffers (NaN when unknown). */
+  allocatedBytes: number
+  /** Of which in ArrayBuffers. */
+  arrayBufferBytes: number
+  /** Ours, coalesced scenarios: median over windows of the mean keys per multi-key get. */
+  meanBatch?: number
 }
 
 export interface ClientSuiteResult {
@@ -78,49 +91,91 @@ async function preload (server: string, value: Buffer): Promise<void> {
   }
 }
 
+/** The hosts of one kind of process: bare, or holding an app's heap. */
+async function startHosts (ids: readonly string[], server: { host: string, port: number }, core: number | undefined, heapMb: number): Promise<ClientHost[]> {
+  const hosts = await Promise.allSettled(ids.map(async (id) => await ClientHost.start(id, server.host, server.port, core, heapMb)))
+  const started = hosts.flatMap((host) => host.status === 'fulfilled' ? [host.value] : [])
+  const failed = hosts.find((host): host is PromiseRejectedResult => host.status === 'rejected')
+  if (failed !== undefined) {
+    await Promise.all(started.map(async (host) => await host.stop()))
+    throw failed.reason
+  }
+  return started
+}
+
 /**
  * Runs every scenario for the ceiling and each client, each in a process of
- * its own (host.ts) pinned to `core`, one window at a time.
+ * its own (host.ts) pinned to `core`, one window at a time. Right after ours
+ * in a coalesced scenario, the ceiling's host replays ours' batches (the
+ * batched ceiling).
  */
-export async function runClientSuite (server: { host: string, port: number, address: string }, timing: Timing, only: ReadonlySet<string> | undefined, core: number | undefined): Promise<ClientSuiteResult> {
+export async function runClientSuite (server: { host: string, port: number, address: string }, timing: Timing, only: ReadonlySet<string> | undefined, core: number | undefined,
+  proxy?: { host: string, port: number }): Promise<ClientSuiteResult> {
   const scenarios = CLIENT_SCENARIOS.filter((scenario) => only?.has(scenario.id) ?? true)
   progress(`client: preloading ${KEY_COUNT * 2} items of ${VALUE_BYTES} bytes`)
   await preload(server.address, benchValue())
   // Naming clients in `only` narrows the peers too; the ceiling always runs.
   const named = DRIVER_IDS.filter((id) => only?.has(id) ?? false)
   const ids = [CEILING_ID, ...(named.length > 0 ? named : DRIVER_IDS)]
+  const heapMb = Math.max(0, ...scenarios.map((scenario) => scenario.heapMb))
+  const idsOf = (special: (scenario: ClientScenario) => boolean): string[] => ids.filter((id) => scenarios.some((scenario) => special(scenario) && (scenario.clients?.includes(id) ?? true)))
+  const heapIds = idsOf((scenario) => scenario.heapMb > 0)
+  const proxyIds = proxy === undefined ? [] : idsOf((scenario) => scenario.viaProxy === true)
   const hosts: ClientHost[] = []
+  const heapHosts: ClientHost[] = []
+  const proxyHosts: ClientHost[] = []
   const samples: ClientSample[] = []
   const budget = new RetryBudget(timing.retries, timing.retryBudgetMs)
   const windowMs = timing.warmupMs + timing.windowMs
   try {
-    for (const id of ids) hosts.push(await ClientHost.start(id, server.host, server.port, core))
+    hosts.push(...await startHosts(ids, server, core, 0))
     progress(`client: each client in its own process (pids ${hosts.map((host) => `${host.id} ${host.pid ?? '?'}`).join(', ')})`)
-    for (const host of hosts) await host.ask({ type: 'check', scenarios: scenarios.map((scenario) => scenario.id) }, windowMs)
-    const estimate = timing.rounds * scenarios.length * hosts.length * windowMs / 1000
-    progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(estimate)} s)`)
+    if (heapMb > 0 && heapIds.length > 0) {
+      heapHosts.push(...await startHosts(heapIds, server, core, heapMb))
+      progress(`client: ${heapMb} MB app heap in ${heapIds.join(', ')} (pids ${heapHosts.map((host) => host.pid ?? '?').join(', ')})`)
+    }
+    if (proxy !== undefined && proxyIds.length > 0) {
+      proxyHosts.push(...await startHosts(proxyIds, proxy, core, 0))
+      progress(`client: through twemproxy on ${proxy.host}:${proxy.port}: ${proxyIds.join(', ')} (pids ${proxyHosts.map((host) => host.pid ?? '?').join(', ')})`)
+    }
+    for (const host of [...hosts, ...heapHosts, ...proxyHosts]) await host.ask({ type: 'check', scenarios: scenarios.map((scenario) => scenario.id) }, windowMs)
+    const windows = scenarios.reduce((sum, scenario) => sum + (scenario.clients?.length ?? ids.length) + (scenario.batched ? 1 : 0), 0)
+    progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * windows * windowMs / 1000)} s)`)
     for (let round = 1; round <= timing.rounds; round++) {
       for (const scenario of scenarios) {
         const line: string[] = []
-        const contenders = hosts.filter((host) => host.ops.has(scenario.op))
+        const pool = scenario.viaProxy === true ? proxyHosts : scenario.heapMb > 0 ? heapHosts : hosts
+        const contenders = pool.filter((host) => host.ops.has(scenario.op) && (scenario.clients?.includes(host.id) ?? true))
+        const ceiling = pool.find((host) => host.id === CEILING_ID)
+        const measure = async (host: ClientHost, client: string, batches?: number[]): Promise<Measured> => {
+          const { result, foreignCores, attempts } = await guarded(async () => {
+            const reply = await host.ask({ type: 'measure', scenario: scenario.id, timing, ...(batches === undefined ? {} : { batches }) }, windowMs)
+            if (reply.type !== 'measured') throw new Error(`${host.label}: unexpected ${reply.type}`)
+            return reply.result
+          }, budget, (cores) => progress(`client ${scenario.label} ${client}: other processes used ${cores.toFixed(2)} cores; measuring again`))
+          const { batches: written, ...measured } = result
+          samples.push({ scenario: scenario.id, client, round, ...measured, ...(written === undefined ? {} : { meanBatch: mean(written) }), foreignCores, attempts })
+          line.push(`${client} ${formatCount(result.opsPerSec)}${result.errors > 0 ? ` (${result.errors} errors)` : ''}`)
+          return result
+        }
         // Rotate the order each round so no client always runs first or last.
         for (let i = 0; i < contenders.length; i++) {
           const host = contenders[(i + round - 1) % contenders.length] as ClientHost
-          const { result, foreignCores, attempts } = await guarded(async () => {
-            const reply = await host.ask({ type: 'measure', scenario: scenario.id, timing }, windowMs)
-            if (reply.type !== 'measured') throw new Error(`${host.label}: unexpected ${reply.type}`)
-            return reply.result
-          }, budget, (cores) => progress(`client ${scenario.label} ${host.id}: other processes used ${cores.toFixed(2)} cores; measuring again`))
-          samples.push({ scenario: scenario.id, client: host.id, round, ...result, foreignCores, attempts })
-          line.push(`${host.id} ${formatCount(result.opsPerSec)}${result.errors > 0 ? ` (${result.errors} errors)` : ''}`)
+          const result = await measure(host, host.id)
+          if (host.id === 'ours' && ceiling !== undefined && result.batches !== undefined && result.batches.length > 0) {
+            await measure(ceiling, BATCHED_CEILING_ID, result.batches)
+          }
         }
         progress(`client round ${round}/${timing.rounds} ${scenario.label}: ${line.join(' | ')}`)
       }
     }
   } finally {
-    await Promise.all(hosts.map(async (host) => await host.stop()))
+    await Promise.all([...hosts, ...heapHosts, ...proxyHosts].map(async (host) => await host.stop()))
   }
   const clients: ClientInfo[] = hosts.map(({ id, label, note }) => ({ id, label, ...(note === undefined ? {} : { note }) }))
+  if (samples.some((s) => s.client === BATCHED_CEILING_ID)) {
+    clients.splice(1, 0, { id: BATCHED_CEILING_ID, label: 'raw socket, ours\' batches (ceiling)', note: 'the multi-key gets ours (coalescing) wrote in its window, pre-built and replayed over one socket with as many keys in flight' })
+  }
   const foreign = samples.map((s) => s.foreignCores).filter(Number.isFinite)
   return {
     valueBytes: VALUE_BYTES,
@@ -134,6 +189,10 @@ export async function runClientSuite (server: { host: string, port: number, addr
   }
 }
 
+function mean (values: readonly number[]): number {
+  return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
+}
+
 function summarize (all: readonly ClientSample[], scenarios: readonly ClientScenario[], clients: readonly ClientInfo[]): ClientSummary[] {
   const summary: ClientSummary[] = []
   for (const scenario of scenarios) {
@@ -145,12 +204,15 @@ function summarize (all: readonly ClientSample[], scenarios: readonly ClientScen
     const ours = medianOf('ours', (s) => s.opsPerSec)
     const ceiling = medianOf(CEILING_ID, (s) => s.opsPerSec)
     const ceilingCpu = medianOf(CEILING_ID, (s) => s.cpuUs)
+    const batched = medianOf(BATCHED_CEILING_ID, (s) => s.opsPerSec)
+    const batchedCpu = medianOf(BATCHED_CEILING_ID, (s) => s.cpuUs)
     for (const client of clients) {
       const every = all.filter((s) => s.scenario === scenario.id && s.client === client.id)
       if (every.length === 0) continue
       const mine = undisturbed(every)
       const opsPerSec = median(mine.map((s) => s.opsPerSec))
       const cpuUs = median(mine.map((s) => s.cpuUs))
+      const batches = mine.flatMap((s) => s.meanBatch === undefined ? [] : [s.meanBatch])
       summary.push({
         scenario: scenario.id,
         client: client.id,
@@ -159,9 +221,14 @@ function summarize (all: readonly ClientSample[], scenarios: readonly ClientScen
         disturbed: every.length - mine.length,
         errors: every.reduce((sum, s) => sum + s.errors, 0),
         cpuUs,
+        allocatedBytes: median(mine.map((s) => (s.heapBytes ?? NaN) + (s.arrayBufferBytes ?? NaN))),
+        arrayBufferBytes: median(mine.map((s) => s.arrayBufferBytes ?? NaN)),
+        ...(batches.length === 0 ? {} : { meanBatch: median(batches) }),
         vsOurs: ratio(opsPerSec, ours),
         vsCeiling: ratio(opsPerSec, ceiling),
-        cpuVsCeiling: ratio(ceilingCpu, cpuUs)
+        cpuVsCeiling: ratio(ceilingCpu, cpuUs),
+        vsBatched: ratio(opsPerSec, batched),
+        cpuVsBatched: ratio(batchedCpu, cpuUs)
       })
     }
   }

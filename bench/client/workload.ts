@@ -5,8 +5,15 @@
  */
 import { performance } from 'node:perf_hooks'
 import type { Timing } from '../lib/config.js'
+import { allocationPerCommand } from './allocation.js'
+import type { BatchRecorder } from './batches.js'
 import type { Driver, Operation } from './drivers.js'
 import { rawGet, rawGetMulti, rawSet, type RawRequest } from './raw.js'
+
+/** The id of the raw-socket ceiling among the clients. */
+export const CEILING_ID = 'ceiling'
+/** The ceiling replaying ours' coalesced batches (measured by the ceiling's host). */
+export const BATCHED_CEILING_ID = 'ceiling-batched'
 
 export const VALUE_BYTES = 1024
 export const KEY_COUNT = 1024
@@ -23,13 +30,39 @@ export interface ClientScenario {
   inFlight: number
   /** Keys per command. */
   keys: number
+  /** MB of live objects the client's process holds first (an app's heap), in hosts of their own; 0: a bare process. */
+  heapMb: number
+  /** Only these clients run it; undefined: every client and the ceiling. */
+  clients?: readonly string[]
+  /** Ours coalesces these gets: the batched ceiling replays ours' batches next to it. */
+  batched: boolean
+  /** Through a twemproxy in front of the same memcached, in hosts of their own. */
+  viaProxy?: boolean
+}
+
+/** The app-sized heap of the heap mode, MB. */
+export const APP_HEAP_MB = 200
+/** Depths where coalescing must not lose to `coalesceGets: false` (with 16, 128 and 1,024 from the main rows). */
+const SWEEP_DEPTHS = [2, 4, 8, 32, 64]
+
+const ORDER: readonly Operation[] = ['get', 'set', 'mget']
+/** twemproxy speaks memcached's text protocol only: memjs (binary) cannot go through it. */
+const PROXY_CLIENTS = [CEILING_ID, 'ours', 'ours-nocoalesce', 'memcached', 'memcache-client']
+
+function get (inFlight: number, extra: Partial<ClientScenario> = {}): ClientScenario {
+  return { id: `get-${inFlight}`, label: `get, ${inFlight} in flight`, op: 'get', inFlight, keys: 1, heapMb: 0, batched: inFlight >= 16, ...extra }
 }
 
 export const CLIENT_SCENARIOS: readonly ClientScenario[] = [
-  ...[1, 16, 128, 1024].map((inFlight): ClientScenario => ({ id: `get-${inFlight}`, label: `get, ${inFlight} in flight`, op: 'get', inFlight, keys: 1 })),
-  ...[1, 16, 128, 1024].map((inFlight): ClientScenario => ({ id: `set-${inFlight}`, label: `set, ${inFlight} in flight`, op: 'set', inFlight, keys: 1 })),
-  ...[1, 16].map((inFlight): ClientScenario => ({ id: `mget-${inFlight}`, label: `100-key get, ${inFlight} in flight`, op: 'mget', inFlight, keys: MULTI_KEYS }))
-]
+  get(1),
+  get(1, { id: 'get-1-heap', label: `get, 1 in flight, ${APP_HEAP_MB} MB app heap`, heapMb: APP_HEAP_MB, clients: [CEILING_ID, 'ours', 'ours-nocoalesce', 'memjs'] }),
+  ...SWEEP_DEPTHS.map((inFlight) => get(inFlight, { batched: false, clients: ['ours', 'ours-nocoalesce'] })),
+  ...[16, 128, 1024].map((inFlight) => get(inFlight)),
+  get(128, { id: 'get-128-twemproxy', label: 'get, 128 in flight, through twemproxy', clients: PROXY_CLIENTS, viaProxy: true }),
+  ...[1, 16, 128, 1024].map((inFlight): ClientScenario => ({ id: `set-${inFlight}`, label: `set, ${inFlight} in flight`, op: 'set', inFlight, keys: 1, heapMb: 0, batched: false })),
+  { id: 'set-128-twemproxy', label: 'set, 128 in flight, through twemproxy', op: 'set' as const, inFlight: 128, keys: 1, heapMb: 0, batched: false, clients: PROXY_CLIENTS, viaProxy: true },
+  ...[1, 16].map((inFlight): ClientScenario => ({ id: `mget-${inFlight}`, label: `100-key get, ${inFlight} in flight`, op: 'mget', inFlight, keys: MULTI_KEYS, heapMb: 0, batched: false }))
+].sort((a, b) => ORDER.indexOf(a.op) - ORDER.indexOf(b.op) || a.inFlight - b.inFlight)
 
 const pad = (i: number): string => String(i).padStart(4, '0')
 export const GET_KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `bench:get:${pad(i)}`)
@@ -43,15 +76,13 @@ export function benchValue (): Buffer {
   return value
 }
 
-/** The id of the raw-socket ceiling among the clients. */
-export const CEILING_ID = 'ceiling'
 
 /** What the parent asks a client's host process (host.ts), one request at a time. */
 
 export type HostRequest =
   /** Checks the client answers correctly (the ceiling: that each scenario's reply has the expected length). */
   | { type: 'check', scenarios: string[] }
-  | { type: 'measure', scenario: string, timing: Timing }
+  | { type: 'measure', scenario: string, timing: Timing, /** For the batched ceiling: ours' batch sizes to replay. */ batches?: number[] }
 
 /** What a host answers. */
 export type HostReply =
@@ -66,14 +97,27 @@ export interface Measured {
   errors: number
   /** CPU time of the client's process per command in the window, microseconds. */
   cpuUs: number
+  /** Bytes allocated per command, on V8's heap and in ArrayBuffers (a run after the window; NaN when unknown). */
+  heapBytes?: number
+  arrayBufferBytes?: number
+  /** Ours, coalesced scenarios: keys per multi-key get written in the window, in order. */
+  batches?: number[]
 }
 
 async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
 }
 
-/** `inFlight` concurrent loops, each awaiting one command and issuing the next. */
-export async function measureDriver (run: (loop: number, n: number) => Promise<unknown>, inFlight: number, timing: Timing): Promise<Measured> {
+/** Commands of the allocation run after each window, at most; fewer for slow clients (about 50 ms of their rate). */
+const ALLOCATION_COMMANDS = 2000
+const ALLOCATION_MS = 50
+
+/**
+ * `inFlight` concurrent loops, each awaiting one command and issuing the
+ * next; then a short run that counts the bytes each command allocates.
+ * `recorder`, when given, records the batches written in the window.
+ */
+export async function measureDriver (run: (loop: number, n: number) => Promise<unknown>, inFlight: number, timing: Timing, recorder?: BatchRecorder): Promise<Measured> {
   let stop = false
   let done = 0
   let errors = 0
@@ -91,16 +135,26 @@ export async function measureDriver (run: (loop: number, n: number) => Promise<u
   await sleep(timing.warmupMs)
   const startDone = done
   const startErrors = errors
+  recorder?.start()
   const start = performance.now()
   const cpu = process.cpuUsage()
   await sleep(timing.windowMs)
   const counted = done - startDone
   const elapsed = performance.now() - start
   const used = process.cpuUsage(cpu)
+  const batches = recorder?.stop()
   const failed = errors - startErrors
   stop = true
   await Promise.all(loops)
-  return { opsPerSec: counted * 1000 / elapsed, errors: failed, cpuUs: (used.user + used.system) / Math.max(1, counted) }
+  const commands = Math.max(inFlight, Math.min(ALLOCATION_COMMANDS, Math.round(counted * ALLOCATION_MS / elapsed)))
+  const allocation = await allocationPerCommand(run, inFlight, commands)
+  return {
+    opsPerSec: counted * 1000 / elapsed,
+    errors: failed,
+    cpuUs: (used.user + used.system) / Math.max(1, counted),
+    ...allocation,
+    ...(batches === undefined ? {} : { batches })
+  }
 }
 
 export function operation (driver: Driver, scenario: ClientScenario, value: Buffer): (loop: number, n: number) => Promise<unknown> {

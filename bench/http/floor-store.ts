@@ -1,12 +1,16 @@
 /**
  * The floor of any memcached session store: our MemoryStore, plus one bare
- * round trip to memcached per store call. The round trip is one memcached
- * meta no-op (`mn`, answered `MN`) per tick for all the calls of that tick,
- * over a raw socket that reads into one reused buffer and parses nothing:
- * the least a client can do and still wait for memcached (a real store
- * sends at least one command per tick and reads the data back). What a
- * real client costs on top of this is its own overhead; what this costs on
- * top of MemoryStore is the network, the kernel and the event loop.
+ * round trip to memcached for each request's load and for each write. The
+ * round trip is one memcached meta no-op (`mn`, answered `MN`) per tick for
+ * all the calls of that tick, over a raw socket that reads into one reused
+ * buffer and parses nothing: the least a client can do and still wait for
+ * memcached (a real store sends at least one command per tick and reads the
+ * data back). Renewing the expiry costs no round trip of its own: a store
+ * can send it with the load (`getAndTouch`: `gets` and `touch` in one
+ * batch). So a read-only request costs the floor one round trip and a
+ * read-write one two. What a real client costs on top of this is its own
+ * overhead; what this costs on top of MemoryStore is the network, the kernel
+ * and the event loop.
  */
 import { Buffer } from 'node:buffer'
 import { once } from 'node:events'
@@ -73,7 +77,7 @@ class RoundTrips {
   }
 }
 
-/** A {@link SessionStore}: MemoryStore's answers, each after one bare memcached round trip. */
+/** A {@link SessionStore}: MemoryStore's answers, each load and each write after one bare memcached round trip. */
 export class RoundTripFloorStore implements SessionStore {
   private readonly memory = new MemoryStore()
 
@@ -88,6 +92,14 @@ export class RoundTripFloorStore implements SessionStore {
     return await this.memory.get(key)
   }
 
+  /** The load that renews: one round trip, like any store that sends `gets` and `touch` together. */
+  async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
+    await this.trips.trip()
+    const found = await this.memory.get(key)
+    if (found !== undefined) await this.memory.touch(key, ttl)
+    return found
+  }
+
   async add (key: string, value: string, ttl: number): Promise<boolean> {
     await this.trips.trip()
     return await this.memory.add(key, value, ttl)
@@ -98,8 +110,8 @@ export class RoundTripFloorStore implements SessionStore {
     return await this.memory.cas(key, value, version, ttl)
   }
 
+  /** No round trip of its own: a store can send it with the load (see {@link getAndTouch}). */
   async touch (key: string, ttl: number): Promise<boolean> {
-    await this.trips.trip()
     return await this.memory.touch(key, ttl)
   }
 

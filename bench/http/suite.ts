@@ -27,6 +27,8 @@ export const ROUTES: ReadonlyArray<{ id: Route, label: string }> = [
 export interface HttpSample {
   variant: VariantId
   route: Route
+  /** Concurrent connections of the load generator. */
+  connections: number
   round: number
   reqPerSec: number
   p50: number
@@ -45,6 +47,7 @@ export interface HttpSample {
 export interface HttpSummary {
   variant: VariantId
   route: Route
+  connections: number
   reqPerSec: number
   p50: number
   p99: number
@@ -182,9 +185,10 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
     }
     load = await LoadGenerator.start(pinning.load)
     const perRun = (timing.warmupMs + timing.windowMs) / 1000 + 0.05
-    progress(`http: ${timing.rounds} rounds x ${ROUTES.length} routes x ${servers.length} variants, ${timing.connections} connections, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * ROUTES.length * servers.length * perRun)} s)`)
+    const runs = timing.rounds * timing.connections.length * ROUTES.length * servers.length
+    progress(`http: ${timing.rounds} rounds x ${timing.connections.join(' and ')} connections x ${ROUTES.length} routes x ${servers.length} variants, ${timing.windowMs} ms windows (about ${Math.round(runs * perRun)} s)`)
     for (let round = 1; round <= timing.rounds; round++) {
-      for (const route of ROUTES) {
+      for (const connections of timing.connections) for (const route of ROUTES) {
         const line: string[] = []
         for (let i = 0; i < servers.length; i++) {
           const server = servers[(i + round - 1) % servers.length] as RunningServer
@@ -196,7 +200,7 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
             const result = await generator.run({
               url: `http://127.0.0.1:${server.port}/${route.id}`,
               cookies: server.cookies,
-              connections: timing.connections,
+              connections,
               warmupMs: timing.warmupMs,
               windowMs: timing.windowMs
             })
@@ -206,13 +210,13 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
               serverCpuUs: (processCpuSeconds(server.child.pid) - serverBefore) * 1e6 / Math.max(1, result.totalRequests),
               loadBusy: (processCpuSeconds(generator.pid) - loadBefore) / seconds
             }
-          }, budget, (cores) => progress(`http /${route.id} ${server.variant.id}: other processes used ${cores.toFixed(2)} cores; measuring again`))
+          }, budget, (cores) => progress(`http /${route.id} ${connections} connections ${server.variant.id}: other processes used ${cores.toFixed(2)} cores; measuring again`))
           const errors = result.non2xx + result.errors + result.timeouts
           if (result.error !== undefined) progress(`http: ${server.variant.label}: ${result.error}`)
-          samples.push({ variant: server.variant.id, route: route.id, round, reqPerSec: result.reqPerSec, p50: result.p50, p99: result.p99, errors, serverCpuUs, loadBusy, foreignCores, attempts })
+          samples.push({ variant: server.variant.id, route: route.id, connections, round, reqPerSec: result.reqPerSec, p50: result.p50, p99: result.p99, errors, serverCpuUs, loadBusy, foreignCores, attempts })
           line.push(`${server.variant.id} ${formatCount(result.reqPerSec)}/s p99 ${formatMs(result.p99)}ms${errors > 0 ? ` (${errors} errors)` : ''}`)
         }
-        progress(`http round ${round}/${timing.rounds} /${route.id}: ${line.join(' | ')}`)
+        progress(`http round ${round}/${timing.rounds} /${route.id} ${connections} connections: ${line.join(' | ')}`)
       }
     }
   } finally {
@@ -225,16 +229,16 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
     variants,
     routes: ROUTES,
     samples,
-    summary: summarize(samples, variants),
+    summary: summarize(samples, variants, timing.connections),
     retried: budget.used,
     medianForeignCores: median(foreign)
   }
 }
 
-function summarize (all: readonly HttpSample[], variants: ReadonlyArray<Variant & { skipped?: string }>): HttpSummary[] {
+function summarize (all: readonly HttpSample[], variants: ReadonlyArray<Variant & { skipped?: string }>, counts: readonly number[]): HttpSummary[] {
   const summary: HttpSummary[] = []
-  for (const route of ROUTES) {
-    const every = (variant: VariantId): HttpSample[] => all.filter((s) => s.route === route.id && s.variant === variant)
+  for (const connections of counts) for (const route of ROUTES) {
+    const every = (variant: VariantId): HttpSample[] => all.filter((s) => s.route === route.id && s.connections === connections && s.variant === variant)
     const medianOf = (variant: VariantId, pick: (s: HttpSample) => number): number | undefined => {
       const mine = undisturbed(every(variant))
       return mine.length === 0 ? undefined : median(mine.map(pick))
@@ -252,6 +256,7 @@ function summarize (all: readonly HttpSample[], variants: ReadonlyArray<Variant 
       summary.push({
         variant: variant.id,
         route: route.id,
+        connections,
         reqPerSec,
         p50: median(mine.map((s) => s.p50)),
         p99: median(mine.map((s) => s.p99)),

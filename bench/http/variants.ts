@@ -40,7 +40,7 @@ export const VARIANTS: readonly Variant[] = [
     label: 'floor: MemoryStore + bare memcached round trips',
     cookieName: 'sid',
     needs: 'memcached',
-    note: 'ours with MemoryStore, each store call first waiting for a memcached round trip: one no-op (`mn`) per tick for all the calls of the tick, over a raw socket that parses nothing: what any memcached store pays at least on this machine'
+    note: 'ours with MemoryStore, each load and each write first waiting for a memcached round trip (one on /ro, two on /rw; renewing rides with the load): one no-op (`mn`) per tick for all the calls of the tick, over a raw socket that parses nothing: what any memcached store pays at least on this machine'
   },
   {
     id: 'fastify-session-memcached',

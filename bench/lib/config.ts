@@ -22,8 +22,8 @@ export interface BenchConfig {
   suites: Suite[]
   client: Timing
   http: Timing & {
-    /** Concurrent HTTP connections of the load generator. */
-    connections: number
+    /** Concurrent HTTP connections of the load generator: each count is a run of its own. */
+    connections: number[]
     /** Existing sessions whose cookies rotate across requests. */
     sessions: number
   }
@@ -68,13 +68,13 @@ export function parseArgs (argv: readonly string[]): BenchConfig {
     quick,
     suites,
     client: quick
-      ? { rounds: rounds ?? 3, warmupMs: 100, windowMs: 300, retries: 1, retryBudgetMs: 10_000 }
+      ? { rounds: rounds ?? 3, warmupMs: 80, windowMs: 200, retries: 1, retryBudgetMs: 8_000 }
       : { rounds: rounds ?? 5, warmupMs: 300, windowMs: 1200, retries: 2, retryBudgetMs: 45_000 },
     http: {
       ...(quick
-        ? { rounds: rounds ?? 3, warmupMs: 300, windowMs: 700, retries: 1, retryBudgetMs: 8_000 }
+        ? { rounds: rounds ?? 2, warmupMs: 300, windowMs: 700, retries: 1, retryBudgetMs: 8_000 }
         : { rounds: rounds ?? 5, warmupMs: 1000, windowMs: 3000, retries: 2, retryBudgetMs: 45_000 }),
-      connections: 32,
+      connections: [32, 100],
       sessions: 100
     },
     outDir,

@@ -5,6 +5,9 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { findCommand, freePort, spawnPinned, stopChild, waitForPort } from './processes.js'
 
 /** A server process the bench started. */
@@ -53,6 +56,39 @@ export async function startRedis (core: number | undefined): Promise<ServerProce
   const binary = REDIS_BINARY
   return await startPinned('redis-server', core, binary, (port) =>
     ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'])
+}
+
+/** nutcracker (twemproxy); Debian installs it in /usr/sbin, which a PATH may lack. */
+export const NUTCRACKER_BINARY: string | undefined = findCommand('nutcracker') ?? ['/usr/sbin/nutcracker', '/usr/local/sbin/nutcracker'].find((candidate) => existsSync(candidate))
+
+/**
+ * Starts twemproxy in front of `backend` (one pool: md5 + ketama, the
+ * placement our client uses), pinned like memcached. Its config lives in a
+ * temporary directory removed when it stops.
+ */
+export async function startTwemproxy (core: number | undefined, backend: string): Promise<ServerProcess> {
+  if (NUTCRACKER_BINARY === undefined) throw new Error('nutcracker (twemproxy) is not installed: apt-get install -y nutcracker (macOS: brew install twemproxy), or npm run setup')
+  const binary = NUTCRACKER_BINARY
+  const dir = mkdtempSync(path.join(tmpdir(), 'bench-twemproxy-'))
+  try {
+    const stats = await freePort()
+    const proxy = await startPinned('nutcracker', core, binary, (port) => {
+      const config = path.join(dir, `nutcracker-${port}.yml`)
+      writeFileSync(config, ['pool:', `  listen: 127.0.0.1:${port}`, '  hash: md5', '  distribution: ketama', '  timeout: 5000', '  servers:', `    - ${backend}:1`, ''].join('\n'))
+      return ['-c', config, '-s', String(stats), '-a', '127.0.0.1', '-o', path.join(dir, 'nutcracker.log'), '-p', path.join(dir, 'nutcracker.pid')]
+    })
+    return { ...proxy, stop: async () => { await proxy.stop(); rmSync(dir, { recursive: true, force: true }) } }
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true })
+    throw error
+  }
+}
+
+/** `nutcracker -V` -> `0.5.0`. */
+export function nutcrackerVersion (): string {
+  if (NUTCRACKER_BINARY === undefined) return 'not installed'
+  const out = spawnSync(NUTCRACKER_BINARY, ['-V'], { encoding: 'utf8' })
+  return /nutcracker-(\S+)/.exec(`${out.stdout}${out.stderr}`)?.[1] ?? 'unknown'
 }
 
 /** `memcached -V` -> `1.6.18`. */
