@@ -95,9 +95,7 @@ export class RoundTripFloorStore implements SessionStore {
   /** The load that renews: one round trip, like any store that sends `gets` and `touch` together. */
   async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
     await this.trips.trip()
-    const found = await this.memory.get(key)
-    if (found !== undefined) await this.memory.touch(key, ttl)
-    return found
+    return await this.memory.getAndTouch(key, ttl)
   }
 
   async add (key: string, value: string, ttl: number): Promise<boolean> {
