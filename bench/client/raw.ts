@@ -88,7 +88,7 @@ export class RawPipeline {
     })
     const pipeline = created.pipeline = new RawPipeline(socket)
     await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve)
+      socket.once('connect', () => { socket.setNoDelay(true); resolve() })
       socket.once('error', reject)
     })
     return pipeline
@@ -137,6 +137,10 @@ export class RawPipeline {
     let written = inFlight
     /** Replies completed whose replacements are not written yet. */
     let owed = 0
+    // Replacements go out a quarter of the pipeline at a time: one request
+    // per reply would keep memcached answering one get per read, a syscall
+    // each way per command.
+    const refill = Math.max(1, Math.floor(inFlight / 4))
     let stopping = false
     let drained: (() => void) | undefined
     const writeOwed = (): void => {
@@ -156,7 +160,7 @@ export class RawPipeline {
       owed += counts.replies + counts.errors - before
       if (stopping) {
         if (counts.replies + counts.errors >= written) drained?.()
-      } else if (owed > 0) {
+      } else if (owed >= refill || counts.replies + counts.errors >= written) {
         flush(counts.replies + counts.errors >= written)
       }
     }

@@ -108,7 +108,7 @@ async function sleep (ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms))
 }
 
-/** Commands of the allocation run after each window, at most; fewer for slow clients (about 50 ms of their rate). */
+/** Commands of the allocation run after each window, at most; fewer for slow clients (an eighth of the window at their rate, 50 ms at most). */
 const ALLOCATION_COMMANDS = 2000
 const ALLOCATION_MS = 50
 
@@ -146,7 +146,8 @@ export async function measureDriver (run: (loop: number, n: number) => Promise<u
   const failed = errors - startErrors
   stop = true
   await Promise.all(loops)
-  const commands = Math.max(inFlight, Math.min(ALLOCATION_COMMANDS, Math.round(counted * ALLOCATION_MS / elapsed)))
+  const allocationMs = Math.min(ALLOCATION_MS, timing.windowMs / 8)
+  const commands = Math.max(inFlight, Math.min(ALLOCATION_COMMANDS, Math.round(counted * allocationMs / elapsed)))
   const allocation = await allocationPerCommand(run, inFlight, commands)
   return {
     opsPerSec: counted * 1000 / elapsed,

@@ -68,7 +68,7 @@ export function parseArgs (argv: readonly string[]): BenchConfig {
     quick,
     suites,
     client: quick
-      ? { rounds: rounds ?? 3, warmupMs: 80, windowMs: 200, retries: 1, retryBudgetMs: 8_000 }
+      ? { rounds: rounds ?? 3, warmupMs: 60, windowMs: 160, retries: 1, retryBudgetMs: 8_000 }
       : { rounds: rounds ?? 5, warmupMs: 300, windowMs: 1200, retries: 2, retryBudgetMs: 45_000 },
     http: {
       ...(quick

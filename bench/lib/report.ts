@@ -71,7 +71,7 @@ function clientSection (client: ClientSuiteResult): string {
     '',
     table(['scenario', ...clients.map((c) => c.label)], cpuRows, ['l', ...clients.map((): 'r' => 'r')]),
     '',
-    '### Bytes allocated per command: V8 heap plus ArrayBuffers (of which ArrayBuffers), median over rounds of a run of 2,000 commands after each window with no garbage collection in it',
+    '### Bytes allocated per command: V8 heap plus ArrayBuffers (of which ArrayBuffers), median over rounds of a run of up to 2,000 commands after each window (an eighth of the window at the client rate, 50 ms at most) with no garbage collection in it',
     '',
     table(['scenario', ...clients.filter((c) => !c.id.startsWith('ceiling')).map((c) => c.label)], allocationRows, ['l', ...clients.filter((c) => !c.id.startsWith('ceiling')).map((): 'r' => 'r')])
   ].join('\n')
