@@ -8,8 +8,9 @@
  * a known length).
  *
  * Two shapes: {@link RawPipeline.measure} keeps N single-key requests in
- * flight, writing as many new ones as replies completed (at once when none
- * is left in flight, else once per event-loop turn);
+ * flight, writing as many new ones as replies completed, a quarter of the
+ * pipeline at a time (at once when none is left in flight, else once per
+ * event-loop turn);
  * {@link RawPipeline.measureBatches} sends the multi-key gets of the batch
  * sizes a coalescing client produced, so a coalesced get is compared with the
  * same work for memcached.
