@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { TwemproxyServer } from '../../test/helpers/twemproxy.js'
 import { findCommand, freePort, spawnPinned, stopChild, waitForPort } from './processes.js'
 
 /** A server process the bench started. */
@@ -62,9 +63,10 @@ export async function startRedis (core: number | undefined): Promise<ServerProce
 export const NUTCRACKER_BINARY: string | undefined = findCommand('nutcracker') ?? ['/usr/sbin/nutcracker', '/usr/local/sbin/nutcracker'].find((candidate) => existsSync(candidate))
 
 /**
- * Starts twemproxy in front of `backend` (one pool: md5 + ketama, the
- * placement our client uses), pinned like memcached. Its config lives in a
- * temporary directory removed when it stops.
+ * Starts twemproxy in front of `backend` with the tests' pool configuration
+ * (test/helpers/twemproxy.ts: md5 + ketama, the placement our client uses),
+ * but pinned like memcached and stopped with the bench's other processes.
+ * Its config lives in a temporary directory removed when it stops.
  */
 export async function startTwemproxy (core: number | undefined, backend: string): Promise<ServerProcess> {
   if (NUTCRACKER_BINARY === undefined) throw new Error('nutcracker (twemproxy) is not installed: apt-get install -y nutcracker (macOS: brew install twemproxy), or npm run setup')
@@ -74,7 +76,7 @@ export async function startTwemproxy (core: number | undefined, backend: string)
     const stats = await freePort()
     const proxy = await startPinned('nutcracker', core, binary, (port) => {
       const config = path.join(dir, `nutcracker-${port}.yml`)
-      writeFileSync(config, ['pool:', `  listen: 127.0.0.1:${port}`, '  hash: md5', '  distribution: ketama', '  timeout: 5000', '  servers:', `    - ${backend}:1`, ''].join('\n'))
+      writeFileSync(config, TwemproxyServer.config(port, { backends: [backend], timeout: 5000 }))
       return ['-c', config, '-s', String(stats), '-a', '127.0.0.1', '-o', path.join(dir, 'nutcracker.log'), '-p', path.join(dir, 'nutcracker.pid')]
     })
     return { ...proxy, stop: async () => { await proxy.stop(); rmSync(dir, { recursive: true, force: true }) } }

@@ -139,7 +139,7 @@ function formatFigure (value: number, unit: TargetCheck['unit']): string {
 /** `PASS  client get, 1 in flight: ... — 0.93x (target 0.90x)`. */
 export function targetLine (target: TargetCheck): string {
   const measured = formatFigure(target.measured, target.unit)
-  if (target.status === 'INFO') return `INFO  ${target.description}: ${measured} (from CPU time: ${formatRatio(target.cpuBased)})`
+  if (target.status === 'INFO' || (target.status === 'N/A' && Number.isNaN(target.threshold))) return `${target.status.padEnd(4)}  ${target.description}: ${measured} (from CPU time: ${formatRatio(target.cpuBased)})`
   if (target.status === 'WARN') return `WARN  ${target.description}: ${measured} of it`
   const cpu = Number.isFinite(target.cpuBased) ? `; from CPU time: ${formatRatio(target.cpuBased)}` : ''
   return `${target.status.padEnd(4)}  ${target.description}: ${measured} (target ${target.atMost === true ? 'at most' : 'at least'} ${formatFigure(target.threshold, target.unit)}${cpu})`
