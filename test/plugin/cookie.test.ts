@@ -1,30 +1,18 @@
 // The cookie and the id: what the browser holds, what is never adopted, and
 // what a request without a session costs. Against real memcached.
-import { after, before, test, type TestContext } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import crypto, { randomBytes } from 'node:crypto'
 import { sign } from '@fastify/cookie'
 import net from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { MemcachedClient, MemcachedStore, type MemcachedSessionOptions } from '../../src/index.js'
-import { MemcachedServer } from '../helpers/memcached.js'
-import { CountingStore, OLD_SECRET, SECRET, buildApp, cookieOf, cookieVerifies, idOf, keyOf, setCookieOf, signCookie } from './helpers.js'
+import { MemcachedStore, type MemcachedSessionOptions } from '../../src/index.js'
+import { CountingStore, OLD_SECRET, SECRET, buildApp, cookieOf, cookieVerifies, idOf, keyOf, setCookieOf, signCookie, useMemcached } from './helpers.js'
 
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 async function setup (t: TestContext, options: Partial<MemcachedSessionOptions> = {}): Promise<{ app: FastifyInstance, store: CountingStore }> {
-  const store = new CountingStore(new MemcachedStore({ client }))
+  const store = new CountingStore(new MemcachedStore({ client: memcached.client }))
   const app = await buildApp({ store, ...options })
   t.after(() => app.close())
   return { app, store }
@@ -37,8 +25,8 @@ async function login (app: FastifyInstance): Promise<string> {
 }
 
 async function stats (): Promise<Record<string, string>> {
-  const all = await client.stats()
-  const mine = all[server.address]
+  const all = await memcached.client.stats()
+  const mine = all[memcached.server.address]
   assert.ok(mine !== undefined)
   return mine
 }
@@ -135,8 +123,8 @@ test('a well-signed id the store does not know is never adopted', async (t) => {
   assert.equal(store.calls.add, 1)
   const issued = idOf(cookieOf(response))
   assert.notEqual(issued, planted)
-  assert.equal(await client.get(keyOf(planted)), undefined)
-  assert.ok(await client.get(keyOf(issued)) !== undefined)
+  assert.equal(await memcached.client.get(keyOf(planted)), undefined)
+  assert.ok(await memcached.client.get(keyOf(issued)) !== undefined)
 })
 
 test('secret rotation: an older secret verifies and the cookie is re-signed with the newest', async (t) => {
@@ -162,11 +150,11 @@ test('memcached holds the session under prefix + sha256(id), never under the id'
   const { app } = await setup(t, { prefix: 'myapp:s:' })
   const cookie = await login(app)
   const id = idOf(cookie)
-  const stored = await client.get(keyOf(id, 'myapp:s:'))
+  const stored = await memcached.client.get(keyOf(id, 'myapp:s:'))
   assert.ok(stored !== undefined)
   assert.ok(!stored.toString().includes(id))
-  assert.equal(await client.get(`myapp:s:${id}`), undefined)
-  assert.equal(await client.get(keyOf(id)), undefined)
+  assert.equal(await memcached.client.get(`myapp:s:${id}`), undefined)
+  assert.equal(await memcached.client.get(keyOf(id)), undefined)
   const dump = await metadump()
   assert.ok(dump.includes(encodeURIComponent(keyOf(id, 'myapp:s:'))), 'the dump lists the hashed key')
   assert.ok(!dump.includes(id) && !dump.includes(encodeURIComponent(id)), 'and never the id')
@@ -175,7 +163,7 @@ test('memcached holds the session under prefix + sha256(id), never under the id'
 /** Every key memcached holds, as `lru_crawler metadump all` prints them. */
 async function metadump (): Promise<string> {
   return await new Promise((resolve, reject) => {
-    const socket = net.connect({ host: server.host, port: server.port })
+    const socket = net.connect({ host: memcached.server.host, port: memcached.server.port })
     let text = ''
     socket.on('data', (chunk: Buffer) => {
       text += chunk.toString()
@@ -209,7 +197,7 @@ test('cookie attributes: Secure over HTTPS, Max-Age only when asked, custom name
 })
 
 async function setupWith (t: TestContext, fastify: { trustProxy: boolean }): Promise<{ app: FastifyInstance }> {
-  const app = await buildApp({ store: new MemcachedStore({ client }) }, fastify)
+  const app = await buildApp({ store: new MemcachedStore({ client: memcached.client }) }, fastify)
   t.after(() => app.close())
   return { app }
 }

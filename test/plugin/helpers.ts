@@ -6,6 +6,8 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions, type LightMyR
 import { memcachedSession, type MemcachedSessionOptions, type SessionStore, type StoredRecord } from '../../src/index.js'
 import type { CasResult } from '../../src/protocol/client.js'
 
+export { useMemcached, type MemcachedFixture } from '../helpers/shared-memcached.js'
+
 declare module '../../src/plugin/session.js' {
   interface SessionData {
     views: number

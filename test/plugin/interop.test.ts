@@ -1,17 +1,17 @@
 // The ecosystem around a session store: our client as a connect store under
 // express-session (with express) and @fastify/session, and @fastify/flash on
 // top of our own request.session. Against real memcached.
-import { after, before, describe, test, type TestContext } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { EventEmitter, once } from 'node:events'
 import type { Server } from 'node:http'
 import net, { type AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
 import Fastify, { type FastifyInstance, type FastifyPluginCallback, type FastifyReply, type FastifyRequest } from 'fastify'
-import { MemcachedClient, MemcachedStore, MemoryStore, memcachedSession } from '../../src/index.js'
+import { MemcachedStore, MemoryStore, memcachedSession } from '../../src/index.js'
 import { connectStore, type ConnectSessionData, type ConnectStoreMethods, type StoredConnectSession } from '../../src/plugin/connect-store.js'
 import { MemcachedServer } from '../helpers/memcached.js'
-import { CountingStore, SECRET, cookieOf, keyOf } from './helpers.js'
+import { CountingStore, SECRET, cookieOf, keyOf, useMemcached } from './helpers.js'
 
 // Loaded untyped: express and express-session ship no types (no @types in
 // this repo), and @fastify/flash's types retype request.session for
@@ -20,23 +20,12 @@ const load = createRequire(__filename)
 const DAY = 86_400
 const SIXTY_DAYS = 60 * DAY
 
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 /** Seconds until memcached expires `key` (meta get `t` flag), -1 for never, undefined when absent. */
 async function ttlLeft (key: string): Promise<number | undefined> {
   const reply = await new Promise<string>((resolve, reject) => {
-    const socket = net.connect({ host: server.host, port: server.port })
+    const socket = net.connect({ host: memcached.server.host, port: memcached.server.port })
     let text = ''
     socket.on('data', (chunk: Buffer) => {
       text += chunk.toString()
@@ -63,9 +52,9 @@ describe('connect store API', () => {
   const Store = connectStore()
 
   test('set, get, touch and destroy, in promise and callback forms', async () => {
-    const store = new Store({ client })
+    const store = new Store({ client: memcached.client })
     assert.ok(store instanceof EventEmitter)
-    assert.equal(store.client, client)
+    assert.equal(store.client, memcached.client)
     const session = { cookie: { expires: null, path: '/' }, user: 'alice' }
     assert.equal(await store.set('sid-promise', session), undefined)
     assert.deepEqual(await store.get('sid-promise'), session)
@@ -78,7 +67,7 @@ describe('connect store API', () => {
     })
     assert.deepEqual(viaCallback, { cookie: null, n: 1 })
 
-    await client.touch(keyOf('sid-promise'), 5)
+    await memcached.client.touch(keyOf('sid-promise'), 5)
     await store.touch('sid-promise', session)
     await assertExpiresIn(keyOf('sid-promise'), DAY)
     await new Promise<void>((resolve, reject) => { store.touch('sid-callback', { cookie: null }, (error) => { if (error === null) resolve(); else reject(error) }) })
@@ -93,11 +82,11 @@ describe('connect store API', () => {
   })
 
   test('memcached holds prefix + sha256(sid), never the sid; TTL from the cookie\'s expiry, past 30 days too', async () => {
-    const store = new Store({ client, prefix: 'app:cs:', ttl: 3600 })
+    const store = new Store({ client: memcached.client, prefix: 'app:cs:', ttl: 3600 })
     const expires = new Date(Date.now() + SIXTY_DAYS * 1000)
     await store.set('plain-sid', { cookie: { expires } })
-    assert.equal(await client.get('app:cs:plain-sid'), undefined)
-    assert.ok(await client.get(keyOf('plain-sid', 'app:cs:')) !== undefined)
+    assert.equal(await memcached.client.get('app:cs:plain-sid'), undefined)
+    assert.ok(await memcached.client.get(keyOf('plain-sid', 'app:cs:')) !== undefined)
     await assertExpiresIn(keyOf('plain-sid', 'app:cs:'), SIXTY_DAYS)
     // An ISO string, as a session read back from the store carries it.
     await store.set('plain-sid', { cookie: { expires: expires.toISOString() } })
@@ -118,23 +107,23 @@ describe('connect store API', () => {
     const error = await new Promise((resolve) => { owned.set('x', { cookie: null }, resolve) })
     assert.equal((error as { code?: string }).code, 'MC_CONNECTION')
 
-    const store = new Store({ client })
-    await client.set(keyOf('garbage'), 'not json{', { ttl: 60 })
+    const store = new Store({ client: memcached.client })
+    await memcached.client.set(keyOf('garbage'), 'not json{', { ttl: 60 })
     assert.equal(await store.get('garbage'), null)
-    assert.throws(() => new Store({ client, servers: ['127.0.0.1:1'] }), /either client or servers/)
-    assert.throws(() => new Store({ client, prefix: 'has space' }), /prefix/)
-    assert.throws(() => new Store({ client, ttl: 0 }), /ttl/)
+    assert.throws(() => new Store({ client: memcached.client, servers: ['127.0.0.1:1'] }), /either client or servers/)
+    assert.throws(() => new Store({ client: memcached.client, prefix: 'has space' }), /prefix/)
+    assert.throws(() => new Store({ client: memcached.client, ttl: 0 }), /ttl/)
   })
 
   test('close() closes a client the store created, never one passed in', async () => {
-    const owned = new Store({ servers: [server.address] })
+    const owned = new Store({ servers: [memcached.server.address] })
     await owned.set('owned', { cookie: null })
     await owned.close()
     await assert.rejects(owned.get('owned'), { code: 'MC_CLOSED' })
-    const shared = new Store({ client })
+    const shared = new Store({ client: memcached.client })
     await shared.close()
     assert.deepEqual(await shared.get('owned'), { cookie: null })
-    assert.equal((await shared.ping())[server.address]?.ok, true)
+    assert.equal((await shared.ping())[memcached.server.address]?.ok, true)
   })
 })
 
@@ -183,7 +172,7 @@ test('express-session + express 5: a store from connectStore(session.Store) sets
   const express = load('express') as () => ExpressApp
   const session = load('express-session') as ExpressSession
   const Store = connectStore(session.Store)
-  const store = new Store({ client })
+  const store = new Store({ client: memcached.client })
   assert.ok(store instanceof session.Store, 'an express-session Store, so createSession, load and regenerate are its own')
   let touches = 0
   const touch = store.touch.bind(store) as (sid: string, data: ConnectSessionData, callback: (error: unknown) => void) => void
@@ -210,24 +199,24 @@ test('express-session + express 5: a store from connectStore(session.Store) sets
   const cookie = user.cookie()
   assert.ok(cookie !== undefined)
   const key = keyOf(expressSid(cookie))
-  const stored = JSON.parse((await client.get(key))?.toString() ?? '{}') as StoredConnectSession
+  const stored = JSON.parse((await memcached.client.get(key))?.toString() ?? '{}') as StoredConnectSession
   assert.equal(stored.user, 'alice')
   // Sixty days: memcached gets an absolute time, and the item is not instantly expired.
   await assertExpiresIn(key, SIXTY_DAYS)
 
-  await client.touch(key, 5)
+  await memcached.client.touch(key, 5)
   assert.deepEqual(await user.call('GET', '/me'), { user: 'alice' })
   assert.equal(touches, 1, 'an unmodified session is touched, not rewritten')
   await assertExpiresIn(key, SIXTY_DAYS)
 
   await user.call('POST', '/regenerate')
-  assert.equal(await client.get(key), undefined, 'regenerate (express-session\'s Store.regenerate) destroyed the old id')
+  assert.equal(await memcached.client.get(key), undefined, 'regenerate (express-session\'s Store.regenerate) destroyed the old id')
 
   await user.call('POST', '/login')
   const current = keyOf(expressSid(user.cookie() ?? ''))
-  assert.ok(await client.get(current) !== undefined)
+  assert.ok(await memcached.client.get(current) !== undefined)
   await user.call('POST', '/logout')
-  assert.equal(await client.get(current), undefined)
+  assert.equal(await memcached.client.get(current), undefined)
   assert.deepEqual(await user.call('GET', '/me'), { user: null })
 })
 
@@ -250,7 +239,7 @@ function plugin (name: string): FastifyPluginCallback<Record<string, unknown>> {
 }
 
 test('@fastify/session: connectStore() sets, reads back and destroys; a 60-day cookie is a 60-day item', async (t) => {
-  const store = new (connectStore())({ client, prefix: 'fsess:' })
+  const store = new (connectStore())({ client: memcached.client, prefix: 'fsess:' })
   const app = Fastify()
   t.after(() => app.close())
   await app.register(plugin('@fastify/cookie'))
@@ -271,7 +260,7 @@ test('@fastify/session: connectStore() sets, reads back and destroys; a 60-day c
   assert.deepEqual((await app.inject({ url: '/me', cookies: { sessionId: cookie.value } })).json(), { user: 'alice' })
 
   await app.inject({ method: 'POST', url: '/logout', cookies: { sessionId: cookie.value } })
-  assert.equal(await client.get(key), undefined)
+  assert.equal(await memcached.client.get(key), undefined)
   assert.deepEqual((await app.inject({ url: '/me', cookies: { sessionId: cookie.value } })).json(), { user: null })
 })
 
@@ -305,7 +294,7 @@ async function flashApp (t: TestContext, store: CountingStore): Promise<FastifyI
 
 for (const kind of ['memcached', 'memory'] as const) {
   test(`@fastify/flash on request.session (${kind}): flash, show once, then nothing; reading no flashes writes nothing`, async (t) => {
-    const inner = kind === 'memcached' ? new MemcachedStore({ client }) : new MemoryStore()
+    const inner = kind === 'memcached' ? new MemcachedStore({ client: memcached.client }) : new MemoryStore()
     t.after(() => inner.close?.())
     const store = new CountingStore(inner)
     const app = await flashApp(t, store)

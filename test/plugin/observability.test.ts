@@ -1,7 +1,7 @@
 // What operators see: the session:load and session:save tracing channels,
 // the log levels of session events, fastify.memcached shared for caching, and
 // fastify.sessionStore.ping() for readiness. Against real memcached.
-import { after, before, test, type TestContext } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import diagnosticsChannel from 'node:diagnostics_channel'
 import { Writable } from 'node:stream'
@@ -11,25 +11,14 @@ import { MemcachedClient, MemcachedError, MemcachedStore, MemoryStore, memcached
 import type { SessionLoadTrace, SessionSaveTrace } from '../../src/plugin/diagnostics.js'
 import type { CommandTrace } from '../../src/protocol/diagnostics.js'
 import { MemcachedServer } from '../helpers/memcached.js'
-import { CountingStore, SECRET, buildApp, cookieOf, idOf, keyOf } from './helpers.js'
+import { CountingStore, SECRET, buildApp, cookieOf, idOf, keyOf, useMemcached } from './helpers.js'
 
 const loads = diagnosticsChannel.tracingChannel<unknown, SessionLoadTrace>('fastify-memcached-session:session:load')
 const saves = diagnosticsChannel.tracingChannel<unknown, SessionSaveTrace>('fastify-memcached-session:session:save')
 const commands = diagnosticsChannel.tracingChannel<unknown, CommandTrace>('fastify-memcached-session:command')
 const EVENTS = ['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const
 
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 function hashOf (cookie: string): string {
   return keyOf(idOf(cookie)).slice('sess:'.length)
@@ -58,7 +47,7 @@ function ends (seen: Seen[], channel: 'load' | 'save'): Array<Record<string, unk
 }
 
 async function setup (t: TestContext, options: Partial<MemcachedSessionOptions> = {}, server: FastifyServerOptions = {}): Promise<FastifyInstance> {
-  const app = await buildApp({ client, ...options }, server)
+  const app = await buildApp({ client: memcached.client, ...options }, server)
   t.after(() => app.close())
   return app
 }
@@ -68,7 +57,7 @@ test('session:load and session:save: outcomes, sha256 of the id, sizes and attem
   // Another writer between this request's load and its save forces a merge.
   app.post('/contended', async (request) => {
     const key = keyOf(request.session.id)
-    await client.set(key, (await client.get(key)) ?? '', { ttl: 60 })
+    await memcached.client.set(key, (await memcached.client.get(key)) ?? '', { ttl: 60 })
     request.session.set('cart', ['book'])
     return {}
   })
@@ -82,7 +71,7 @@ test('session:load and session:save: outcomes, sha256 of the id, sizes and attem
   const cookie = cookieOf(created)
   const hash = hashOf(cookie)
   assert.deepEqual(ends(seen, 'load'), [], 'no cookie: nothing to load')
-  const stored = await client.get(keyOf(idOf(cookie)))
+  const stored = await memcached.client.get(keyOf(idOf(cookie)))
   assert.deepEqual(ends(seen, 'save'), [{ sessionHash: hash, outcome: 'added', bytes: stored?.length, attempts: 1 }])
 
   seen.length = 0
@@ -110,7 +99,7 @@ test('session:load and session:save: outcomes, sha256 of the id, sizes and attem
   const [cas] = ends(seen, 'save')
   assert.equal(cas?.outcome, 'cas')
   assert.equal(cas?.attempts, 1)
-  assert.equal(cas?.bytes, (await client.get(keyOf(idOf(cookie))))?.length)
+  assert.equal(cas?.bytes, (await memcached.client.get(keyOf(idOf(cookie))))?.length)
 
   seen.length = 0
   await app.inject({ method: 'POST', url: '/contended', cookies: { sid: cookie } })
@@ -209,7 +198,7 @@ const ERROR = 50
 
 test('session events are logged at fitting levels with sha256 of the id, never the id', async (t) => {
   const log = capture()
-  const store = new CountingStore(new MemcachedStore({ client }))
+  const store = new CountingStore(new MemcachedStore({ client: memcached.client }))
   const app = await setup(t, { client: undefined, store }, { logger: { level: 'debug', stream: log.stream } })
   const events = (): Array<[number, string, string | undefined]> => log.entries().map((entry) => [entry.level, entry.msg.slice('fastify-memcached-session: '.length), entry.session])
   const mark = (): number => log.entries().length
@@ -243,7 +232,7 @@ test('session events are logged at fitting levels with sha256 of the id, never t
 
   from = mark()
   const live = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
-  store.cas = async () => { throw new MemcachedError('MC_TIMEOUT', 'timed out', { server: server.address }) }
+  store.cas = async () => { throw new MemcachedError('MC_TIMEOUT', 'timed out', { server: memcached.server.address }) }
   assert.equal((await app.inject({ method: 'POST', url: '/count', cookies: { sid: live } })).statusCode, 503)
   // Fastify's error handler logs the 503 too; ours is the entry with the hash.
   const failed = log.entries().slice(from).filter((entry) => entry.level === ERROR && entry.session !== undefined)
@@ -284,9 +273,9 @@ test('routine session events stay out of an info-level log', async (t) => {
 })
 
 test('fastify.memcached is the plugin\'s client: the app caches over the same connection', async (t) => {
-  const own = await buildApp({ servers: [server.address] })
+  const own = await buildApp({ servers: [memcached.server.address] })
   assert.ok(own.memcached instanceof MemcachedClient)
-  assert.deepEqual(own.memcached.servers, [server.address])
+  assert.deepEqual(own.memcached.servers, [memcached.server.address])
   own.get('/cached', async () => {
     const hit = await own.memcached.get('cache:greeting')
     if (hit !== undefined) return { value: hit.toString(), from: 'cache' }
@@ -301,10 +290,10 @@ test('fastify.memcached is the plugin\'s client: the app caches over the same co
   await assert.rejects(own.memcached.get('cache:greeting'), { code: 'MC_CLOSED' }, 'the plugin closed the client it created')
 
   const shared = await setup(t)
-  assert.equal(shared.memcached, client, 'the client option is decorated as given')
-  const store = new MemcachedStore({ client })
+  assert.equal(shared.memcached, memcached.client, 'the client option is decorated as given')
+  const store = new MemcachedStore({ client: memcached.client })
   const viaStore = await setup(t, { client: undefined, store })
-  assert.equal(viaStore.memcached, client, 'a MemcachedStore as store decorates its client')
+  assert.equal(viaStore.memcached, memcached.client, 'a MemcachedStore as store decorates its client')
 })
 
 test('the README\'s fastify.memcached example answers a hostile id with a 400 that does not echo it', async (t) => {
@@ -336,10 +325,10 @@ test('fastify.memcached is not decorated with another store; an app\'s own decor
 
   const app = Fastify()
   t.after(() => app.close())
-  const mine = new MemcachedClient({ servers: [server.address] })
+  const mine = new MemcachedClient({ servers: [memcached.server.address] })
   t.after(() => mine.close())
   app.decorate('memcached', mine)
-  await app.register(memcachedSession, { secret: SECRET, client })
+  await app.register(memcachedSession, { secret: SECRET, client: memcached.client })
   await app.ready()
   assert.equal(app.memcached, mine)
 })
@@ -347,7 +336,7 @@ test('fastify.memcached is not decorated with another store; an app\'s own decor
 test('fastify.sessionStore.ping(): per-server health and latency, for a readiness route', async (t) => {
   const down = await MemcachedServer.start()
   await down.stop()
-  const pair = new MemcachedClient({ servers: [server.address, down.address], timeout: 300, connectTimeout: 300 })
+  const pair = new MemcachedClient({ servers: [memcached.server.address, down.address], timeout: 300, connectTimeout: 300 })
   t.after(() => pair.close())
   const app = await setup(t, { client: pair })
   // The health route of the README ("Readiness").
@@ -358,8 +347,8 @@ test('fastify.sessionStore.ping(): per-server health and latency, for a readines
   })
   const health = await app.sessionStore.ping?.()
   assert.ok(health !== undefined)
-  assert.deepEqual(Object.keys(health), [server.address, down.address])
-  const up = health[server.address]
+  assert.deepEqual(Object.keys(health), [memcached.server.address, down.address])
+  const up = health[memcached.server.address]
   assert.equal(up?.ok, true)
   assert.equal(up?.ejected, false)
   assert.ok(typeof up?.latencyMs === 'number' && up.latencyMs >= 0 && up.latencyMs < 1000)

@@ -1,26 +1,14 @@
 // MemoryStore must answer exactly like memcached does through MemcachedStore:
 // the same script runs against both and must give the same answers.
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MemcachedClient, MemcachedStore, MemoryStore, type SessionStore } from '../../src/index.js'
-import { MemcachedServer } from '../helpers/memcached.js'
-import { sleep } from './helpers.js'
+import { MemcachedStore, MemoryStore, type SessionStore } from '../../src/index.js'
+import { sleep, useMemcached } from './helpers.js'
 
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 const KINDS = {
-  memcached: (): SessionStore => new MemcachedStore({ client }),
+  memcached: (): SessionStore => new MemcachedStore({ client: memcached.client }),
   memory: (): SessionStore => new MemoryStore()
 }
 

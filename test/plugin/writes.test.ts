@@ -2,31 +2,19 @@
 // existing ones, no resurrection, save only when changed, expiry, destroy and
 // regenerate. Each test runs against real memcached, most also against
 // MemoryStore, which must behave the same.
-import { after, before, describe, test, type TestContext } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
-import { MemcachedClient, MemcachedStore, MemoryStore, type MemcachedSessionOptions, type SessionStore } from '../../src/index.js'
-import { MemcachedServer } from '../helpers/memcached.js'
-import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf, signCookie, sleep } from './helpers.js'
+import { MemcachedStore, MemoryStore, type MemcachedSessionOptions, type SessionStore } from '../../src/index.js'
+import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf, signCookie, sleep, useMemcached } from './helpers.js'
 
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 const KINDS = ['memcached', 'memory'] as const
 type Kind = typeof KINDS[number]
 
 function makeStore (t: TestContext, kind: Kind): SessionStore {
-  if (kind === 'memcached') return new MemcachedStore({ client })
+  if (kind === 'memcached') return new MemcachedStore({ client: memcached.client })
   const store = new MemoryStore()
   t.after(() => store.close())
   return store

@@ -3,24 +3,12 @@
 // while nobody subscribes.
 import assert from 'node:assert/strict'
 import diagnosticsChannel from 'node:diagnostics_channel'
-import { after, before, test } from 'node:test'
-import { MemcachedClient } from '../../src/protocol/client.js'
+import { test } from 'node:test'
 import type { CommandTrace } from '../../src/protocol/diagnostics.js'
-import { MemcachedServer } from '../helpers/memcached.js'
+import { useMemcached } from '../helpers/shared-memcached.js'
 
 const channels = diagnosticsChannel.tracingChannel<unknown, CommandTrace>('fastify-memcached-session:command')
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 test('subscribers see every command with its server, key count and byte sizes, never the value', async () => {
   const seen: Array<{ event: string, trace: CommandTrace }> = []
@@ -28,19 +16,19 @@ test('subscribers see every command with its server, key count and byte sizes, n
   const handlers = { start: record('start'), end: record('end'), asyncStart: record('asyncStart'), asyncEnd: record('asyncEnd'), error: record('error') }
   channels.subscribe(handlers)
   try {
-    await client.set('traced', 'secret-value-1234')
-    await client.get('traced')
-    await client.gets('traced')
-    await client.getMulti(['traced', 'missing'])
-    await client.set('text', 'abc')
-    await client.incr('text').catch(() => {})
-    await client.version()
+    await memcached.client.set('traced', 'secret-value-1234')
+    await memcached.client.get('traced')
+    await memcached.client.gets('traced')
+    await memcached.client.getMulti(['traced', 'missing'])
+    await memcached.client.set('text', 'abc')
+    await memcached.client.incr('text').catch(() => {})
+    await memcached.client.version()
   } finally {
     channels.unsubscribe(handlers)
   }
   const ends = seen.filter((entry) => entry.event === 'asyncEnd').map((entry) => entry.trace)
   assert.deepEqual(ends.map((trace) => trace.command), ['set', 'get', 'gets', 'get', 'set', 'incr', 'version'])
-  assert.deepEqual(ends[0], { command: 'set', server: server.address, keys: 1, bytesOut: 17, bytesIn: 0 })
+  assert.deepEqual(ends[0], { command: 'set', server: memcached.server.address, keys: 1, bytesOut: 17, bytesIn: 0 })
   assert.equal(ends[1]?.bytesIn, 17)
   assert.equal(ends[2]?.bytesIn, 17)
   assert.equal(ends[3]?.keys, 2)
@@ -58,9 +46,9 @@ test('nothing is published while nobody subscribes', async () => {
   let published = 0
   channels.start.publish = (message: unknown) => { published++; publish.call(channels.start, message) }
   try {
-    await client.set('quiet', 'x')
-    await client.get('quiet')
-    await client.getMulti(['quiet'])
+    await memcached.client.set('quiet', 'x')
+    await memcached.client.get('quiet')
+    await memcached.client.getMulti(['quiet'])
   } finally {
     channels.start.publish = publish
   }
