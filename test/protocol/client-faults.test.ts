@@ -341,14 +341,13 @@ describe('black-holed server (accepts, never answers)', () => {
     assert.equal(value?.toString(), 'A')
   })
 
-  test('bug: commands sent in the same tick to a silent server do not all reject MC_TIMEOUT', TEST, async () => {
+  test('commands sent in the same tick to a silent server all reject MC_TIMEOUT', TEST, async () => {
     // Ten commands issued together, written together, never answered: each
-    // waited its whole timeout. The client stamps each one with its own
-    // performance.now() (the first one's enqueue also opens the socket), so
-    // the deadlines trail one another by up to a fraction of a millisecond;
-    // when the timer fires among them, the commands before that point get
-    // MC_TIMEOUT and the rest MC_CONNECTION from the reset. It happens in a
-    // few percent of rounds, so run many.
+    // waited its whole timeout. With a deadline per command, read from the
+    // clock one by one, the deadlines trailed one another by a fraction of a
+    // millisecond; when the timer fired among them, the commands before that
+    // point got MC_TIMEOUT and the rest MC_CONNECTION from the reset. That
+    // happened in a few percent of rounds, so run many.
     const { proxy } = await scope.backend()
     proxy.blackhole()
     const mixed: string[] = []
@@ -410,9 +409,9 @@ describe('garbage replies', () => {
     }
   })
 
-  test('bug: gat, getMulti and get without coalescing accept a VALUE for a key they never asked for', TEST, async () => {
-    // A coalesced get (GetBatch) rejects MC_PROTOCOL on such a VALUE; the
-    // other retrievals (SingleRequest) take any VALUE and hand it to the caller.
+  test('every retrieval (get, gets, gat, getMulti, with or without coalescing) rejects MC_PROTOCOL on a VALUE for a key it never asked for', TEST, async () => {
+    // Once only the coalesced get (GetBatch) checked the key; the other
+    // retrievals (SingleRequest) took any VALUE and handed it to the caller.
     const { proxy } = await scope.backend()
     proxy.garbage(Buffer.from('VALUE someone-else 0 3\r\nabc\r\nEND\r\n'))
     const results: string[] = []
@@ -741,10 +740,10 @@ describe('close()', () => {
     assert.ok(afterClose.timers <= before.timers, `timers: ${before.timers} before, ${afterClose.timers} after close()`)
   })
 
-  test('bug: close() resolves while its socket is still open', TEST, async () => {
-    // close() resolves from inside lose(), right after socket.destroy(); the
-    // handle only goes away in the close callback, a loop turn later. Anyone
-    // checking for leaks right after `await client.close()` sees the socket.
+  test('close() resolves only once its socket is closed', TEST, async () => {
+    // The handle goes away in the socket's close callback, a loop turn after
+    // socket.destroy(). A close() that resolved at destroy() left anyone
+    // checking for leaks right after `await client.close()` seeing the socket.
     const server = await scope.server()
     await sleep(20)
     const before = handles()

@@ -179,6 +179,29 @@ test('a hash past the last point wraps to the first point (libmemcached: VDEAAAA
   assert.equal(ours.get('VDEAAAAA')?.id, `10.0.1.${first.server}:11211`)
 })
 
+test('a hash equal to a point belongs to that point\'s server, not the next one', () => {
+  // The key "<host>-<group>" hashes to MD5("<host>-<group>") bytes 0..3, which
+  // is exactly the first point of that group of that server: the lookup must
+  // take the first point >= the hash, as libmemcached's dispatch_host does.
+  const ours = ring(...LIBMEMCACHED_SERVERS)
+  const continuum = libmemcachedContinuum().sort((a, b) => a.value - b.value || a.server - b.server)
+  const firstAt = new Map<number, number>()
+  continuum.forEach((point, index) => { if (!firstAt.has(point.value)) firstAt.set(point.value, index) })
+  let nextOwnedByAnother = 0
+  LIBMEMCACHED_POINTS.forEach((count, i) => {
+    for (let group = 0; group < count / 4; group++) {
+      const key = `10.0.1.${i + 1}-${group}`
+      const at = firstAt.get(hashKey(key)) ?? -1
+      assert.equal(continuum[at]?.server, i + 1, `${key} lands on a point of 10.0.1.${i + 1}`)
+      assert.equal(ours.get(key)?.id, `10.0.1.${i + 1}:11211`, `server of ${key}`)
+      assert.equal(ours.getN(key, 1)[0]?.id, `10.0.1.${i + 1}:11211`, `first replica server of ${key}`)
+      if (continuum[(at + 1) % continuum.length]?.server !== i + 1) nextOwnedByAnother++
+    }
+  })
+  // Enough of the exact hits sit before another server's point that taking the next point would show.
+  assert.ok(nextOwnedByAnother > 100, `${nextOwnedByAnother} exact hits precede another server's point`)
+})
+
 test('ketamaPoints matches libmemcached\'s single-precision expression', () => {
   // [weight, total weight, live servers, points]: printed by a C program
   // evaluating update_continuum's expression (gcc -O2, x86-64, float). The
