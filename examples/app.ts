@@ -1,14 +1,25 @@
-// A small app on fastify-memcached-session: log in (regenerate), count
-// (a session value), log out (destroy). Run it with `npm run example`.
+// A small web app on fastify-memcached-session: log in (regenerate), count
+// (a session value), log out (destroy). Run it with `npm run example` and
+// open http://127.0.0.1:3000/ in a browser.
+//
+// Browsers get HTML (their Accept header names text/html); anything else gets
+// JSON, so curl works as an API client:
 //
 //   curl -c jar -b jar -X POST localhost:3000/login -H 'content-type: application/json' -d '{"user":"alice"}'
 //   curl -c jar -b jar -X POST localhost:3000/counter
 //   curl -c jar -b jar localhost:3000/
 //   curl -c jar -b jar -X POST localhost:3000/logout
+//
+// Environment: SESSION_SECRET (32+ characters; without it a random one is
+// used and every restart logs everybody out), MEMCACHED_SERVERS
+// (comma-separated host:port; without it the app starts its own memcached),
+// PORT (default 3000), SESSION_MAX_AGE (seconds: cookies that outlive the
+// browser, like "remember me"; default none).
 import { randomBytes } from 'node:crypto'
-import Fastify from 'fastify'
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import { MemoryStore, memcachedSession, type MemcachedSessionOptions } from '../src/index.js'
 import { startLocalMemcached } from './local-memcached.js'
+import { renderPage } from './page.js'
 
 // Typed session data: `get('views')` is `number | undefined`, and setting a
 // key not declared here is a compile error.
@@ -18,6 +29,8 @@ declare module '../src/index.js' {
     views: number
   }
 }
+
+const MAX_NAME_LENGTH = 64
 
 async function backend (): Promise<{ options: Pick<MemcachedSessionOptions, 'servers' | 'store'>, stop: () => void }> {
   const configured = process.env.MEMCACHED_SERVERS
@@ -38,40 +51,75 @@ async function backend (): Promise<{ options: Pick<MemcachedSessionOptions, 'ser
 function secret (): string {
   const fromEnv = process.env.SESSION_SECRET
   if (fromEnv !== undefined && fromEnv.length >= 32) return fromEnv
-  // A random secret logs everybody out on restart; set SESSION_SECRET to keep sessions.
-  console.log('SESSION_SECRET is unset: using a random secret for this run')
+  console.log('SESSION_SECRET is unset or shorter than 32 characters: using a random secret, so a restart logs everybody out')
   return randomBytes(32).toString('base64url')
+}
+
+/** `cookie.maxAge` from SESSION_MAX_AGE, seconds; undefined for a browser-session cookie. */
+function cookieMaxAge (): number | undefined {
+  const text = process.env.SESSION_MAX_AGE
+  if (text === undefined || text === '') return undefined
+  const seconds = Number(text)
+  if (!Number.isSafeInteger(seconds) || seconds <= 0) throw new TypeError(`SESSION_MAX_AGE must be a positive whole number of seconds, got ${JSON.stringify(text)}`)
+  return seconds
+}
+
+/** A browser navigating (Accept names text/html) gets pages; every other client gets JSON. */
+function wantsHtml (request: FastifyRequest): boolean {
+  return request.headers.accept?.includes('text/html') ?? false
+}
+
+/** Answers a form post the browser way: 303 to the page, which shows the new state. */
+async function backToPage (reply: FastifyReply): Promise<FastifyReply> {
+  return await reply.code(303).header('location', '/').send()
 }
 
 async function main (): Promise<void> {
   const store = await backend()
   const app = Fastify({ logger: { level: 'info' } })
-  await app.register(memcachedSession, { secret: secret(), ...store.options })
+  // HTML forms post application/x-www-form-urlencoded; Fastify parses only JSON by itself.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)))
+  })
+  const maxAge = cookieMaxAge()
+  await app.register(memcachedSession, { secret: secret(), ...store.options, ...(maxAge === undefined ? {} : { cookie: { maxAge } }) })
 
-  app.get('/', async (request) => ({
-    user: request.session.get('userId') ?? null,
-    views: request.session.get('views') ?? 0
-  }))
+  app.get('/', async (request, reply) => {
+    const user = request.session.get('userId')
+    const views = request.session.get('views') ?? 0
+    if (!wantsHtml(request)) return { user: user ?? null, views }
+    return await reply.type('text/html; charset=utf-8').send(renderPage({ user, views }))
+  })
 
-  app.post<{ Body: { user?: string } }>('/login', async (request, reply) => {
+  app.post<{ Body: { user?: unknown } | undefined }>('/login', async (request, reply) => {
     const user = request.body?.user
-    if (typeof user !== 'string' || user === '') return await reply.code(400).send({ error: 'body must be {"user": "<name>"}' })
+    if (typeof user !== 'string' || user.trim() === '' || user.length > MAX_NAME_LENGTH) {
+      const error = `the name must be 1 to ${MAX_NAME_LENGTH} characters`
+      if (!wantsHtml(request)) return await reply.code(400).send({ error: `body must be {"user": "<name>"}: ${error}` })
+      return await reply.code(400).type('text/html; charset=utf-8').send(renderPage({ user: undefined, views: 0, notice: error }))
+    }
     // A new id at login: an id planted in the browser before is worthless now.
     await request.session.regenerate()
-    request.session.set('userId', user)
-    return { user }
+    request.session.set('userId', user.trim())
+    return wantsHtml(request) ? await backToPage(reply) : { user: user.trim() }
   })
 
-  app.post('/counter', async (request) => {
+  app.post('/counter', async (request, reply) => {
+    // Counting is for logged-in users. Refusing the rest also means a form
+    // posted from another site, which carries no cookie (SameSite=Lax),
+    // changes nothing and sets no cookie.
+    if (request.session.get('userId') === undefined) {
+      return wantsHtml(request) ? await backToPage(reply) : await reply.code(401).send({ error: 'log in first' })
+    }
     const views = (request.session.get('views') ?? 0) + 1
     request.session.set('views', views)
-    return { views }
+    return wantsHtml(request) ? await backToPage(reply) : { views }
   })
 
-  app.post('/logout', async (request) => {
+  app.post('/logout', async (request, reply) => {
     // Deletes the data in memcached: the old cookie is dead even if stolen.
     await request.session.destroy()
-    return { user: null }
+    return wantsHtml(request) ? await backToPage(reply) : { user: null }
   })
 
   app.get('/health', { config: { session: false } }, async () => ({ ok: true }))
