@@ -1,6 +1,6 @@
 // A small web app on fastify-memcached-session: log in (regenerate), count
 // (a session value), log out (destroy). Run it with `npm run example` and
-// open http://127.0.0.1:3000/ in a browser.
+// open http://127.0.0.1:3000/ in a browser: plain HTML forms, no script.
 //
 // Browsers get HTML (their Accept header names text/html); anything else gets
 // JSON, so curl works as an API client:
@@ -69,9 +69,9 @@ function wantsHtml (request: FastifyRequest): boolean {
   return request.headers.accept?.includes('text/html') ?? false
 }
 
-/** Answers a form post the browser way: 303 to the page, which shows the new state. */
-async function backToPage (reply: FastifyReply): Promise<FastifyReply> {
-  return await reply.code(303).header('location', '/').send()
+/** Sends the browser to a page with a GET (303 See Other: after a form post, Back and reload never repost it). */
+async function goTo (reply: FastifyReply, page: '/' | '/login'): Promise<FastifyReply> {
+  return await reply.code(303).header('location', page).send()
 }
 
 async function main (): Promise<void> {
@@ -84,11 +84,20 @@ async function main (): Promise<void> {
   const maxAge = cookieMaxAge()
   await app.register(memcachedSession, { secret: secret(), ...store.options, ...(maxAge === undefined ? {} : { cookie: { maxAge } }) })
 
+  // Two pages, as most sites have them: `/` for a logged-in user, `/login`
+  // for everybody else; each sends the other kind of visitor to the other.
   app.get('/', async (request, reply) => {
     const user = request.session.get('userId')
     const views = request.session.get('views') ?? 0
     if (!wantsHtml(request)) return { user: user ?? null, views }
+    if (user === undefined) return await goTo(reply, '/login')
     return await reply.type('text/html; charset=utf-8').send(renderPage({ user, views }))
+  })
+
+  app.get('/login', async (request, reply) => {
+    if (request.session.get('userId') !== undefined) return await goTo(reply, '/')
+    if (!wantsHtml(request)) return { user: null, views: 0 }
+    return await reply.type('text/html; charset=utf-8').send(renderPage({ user: undefined, views: 0 }))
   })
 
   app.post<{ Body: { user?: unknown } | undefined }>('/login', async (request, reply) => {
@@ -101,7 +110,7 @@ async function main (): Promise<void> {
     // A new id at login: an id planted in the browser before is worthless now.
     await request.session.regenerate()
     request.session.set('userId', user.trim())
-    return wantsHtml(request) ? await backToPage(reply) : { user: user.trim() }
+    return wantsHtml(request) ? await goTo(reply, '/') : { user: user.trim() }
   })
 
   app.post('/counter', async (request, reply) => {
@@ -109,17 +118,17 @@ async function main (): Promise<void> {
     // posted from another site, which carries no cookie (SameSite=Lax),
     // changes nothing and sets no cookie.
     if (request.session.get('userId') === undefined) {
-      return wantsHtml(request) ? await backToPage(reply) : await reply.code(401).send({ error: 'log in first' })
+      return wantsHtml(request) ? await goTo(reply, '/login') : await reply.code(401).send({ error: 'log in first' })
     }
     const views = (request.session.get('views') ?? 0) + 1
     request.session.set('views', views)
-    return wantsHtml(request) ? await backToPage(reply) : { views }
+    return wantsHtml(request) ? await goTo(reply, '/') : { views }
   })
 
   app.post('/logout', async (request, reply) => {
     // Deletes the data in memcached: the old cookie is dead even if stolen.
     await request.session.destroy()
-    return wantsHtml(request) ? await backToPage(reply) : { user: null }
+    return wantsHtml(request) ? await goTo(reply, '/login') : { user: null }
   })
 
   app.get('/health', { config: { session: false } }, async () => ({ ok: true }))

@@ -1,5 +1,6 @@
-// The example app's one HTML page: plain forms that post and come back
-// (POST, then 303 to GET /), no script, no build step.
+// The example app's HTML: one template for its two pages, `/` (logged in)
+// and `/login`. Plain forms that post and are sent on with a 303, no script,
+// no build step.
 
 /** What the page shows: who is logged in and their count, or nobody. */
 export interface PageState {

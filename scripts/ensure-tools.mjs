@@ -1,5 +1,7 @@
 // Makes sure the test suite can start real memcached and twemproxy
-// (nutcracker) processes, and has openssl for the TLS tests. Installs what is
+// (nutcracker) processes, has openssl for the TLS tests and Chromium for the
+// browser test (driven by playwright-core, which downloads no browser of its
+// own). Installs what is
 // missing with the system's package manager when it can; otherwise fails at
 // once with the exact command to run. Never skips.
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -11,7 +13,9 @@ const tools = [
   { binary: 'memcached', apt: 'memcached', brew: 'memcached' },
   { binary: 'openssl', apt: 'openssl', brew: 'openssl' },
   // Debian installs nutcracker in /usr/sbin, which a user's PATH may lack.
-  { binary: 'nutcracker', apt: 'nutcracker', brew: 'twemproxy', paths: ['/usr/sbin/nutcracker', '/usr/local/sbin/nutcracker'] }
+  { binary: 'nutcracker', apt: 'nutcracker', brew: 'twemproxy', paths: ['/usr/sbin/nutcracker', '/usr/local/sbin/nutcracker'] },
+  // Ubuntu names the binary chromium-browser; Homebrew installs an app bundle.
+  { binary: 'chromium', apt: 'chromium', brew: '--cask chromium', paths: ['/usr/bin/chromium-browser', '/Applications/Chromium.app/Contents/MacOS/Chromium'] }
 ]
 
 function has (tool) {
@@ -35,7 +39,7 @@ try {
     run('apt-get', ['update'])
     run('apt-get', ['install', '-y', ...missing.map((tool) => tool.apt)])
   } else if (process.platform === 'darwin' && hasCommand('brew')) {
-    run('brew', ['install', ...missing.map((tool) => tool.brew)])
+    for (const tool of missing) run('brew', ['install', ...tool.brew.split(' ')])
   }
 } catch (error) {
   console.error(`[setup] install failed: ${error.message}`)
@@ -44,7 +48,7 @@ try {
 const stillMissing = tools.filter((tool) => !has(tool))
 if (stillMissing.length > 0) {
   const hint = process.platform === 'darwin'
-    ? `brew install ${stillMissing.map((tool) => tool.brew).join(' ')}`
+    ? stillMissing.map((tool) => `brew install ${tool.brew}`).join(' && ')
     : `sudo apt-get update && sudo apt-get install -y ${stillMissing.map((tool) => tool.apt).join(' ')}`
   console.error(`[setup] ${stillMissing.map((tool) => tool.binary).join(' and ')} not found. Install with:\n\n    ${hint}\n`)
   process.exit(1)
