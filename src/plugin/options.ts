@@ -11,8 +11,8 @@ export interface SessionCookieOptions {
   /** `HttpOnly` attribute: scripts cannot read the cookie. Default `true`. */
   httpOnly?: boolean
   /**
-   * `Secure` attribute. `'auto'` (the default) sets it when the request came
-   * over HTTPS (`request.protocol`, which honours `trustProxy`).
+   * `Secure` attribute. Default `'auto'`: set when the request came over
+   * HTTPS (`request.protocol`, which honours `trustProxy`).
    */
   secure?: boolean | 'auto'
   /** `SameSite` attribute. Default `'lax'`. `'none'` requires `secure: true`. */
