@@ -182,7 +182,7 @@ function optionsTable (file: string, names: string[]): Map<string, string> {
 const WITHOUT_DEFAULT = ['required', '—', 'none', 'undefined']
 
 for (const { source, interfaceName, docs } of [
-  { source: 'src/plugin/options.ts', interfaceName: 'MemcachedSessionOptions', docs: 'docs/client.md' },
+  { source: 'src/plugin/options.ts', interfaceName: 'MemcachedSessionOptions', docs: 'README.md' },
   { source: 'src/protocol/client.ts', interfaceName: 'MemcachedClientOptions', docs: 'docs/client.md' }
 ]) {
   test(`every option of ${interfaceName} is in the options table of ${docs} with its default`, () => {
