@@ -87,6 +87,12 @@ test('GitHub anchors: punctuation dropped, spaces to hyphens, repeats numbered',
   assert.equal(slug('[Linked](https://example.com) heading', seen), 'linked-heading')
 })
 
+test('README.md is at most 300 lines; the rest is in docs/', () => {
+  const lines = read('README.md').trimEnd().split('\n').length
+  assert.ok(lines <= 300, `README.md has ${lines} lines`)
+  assert.deepEqual(markdownFiles().filter((file) => file.startsWith('docs/')), ['benchmarks', 'client', 'operations', 'reliability', 'sessions'].map((name) => `docs/${name}.md`))
+})
+
 test('every relative link and #anchor in README.md and docs/*.md resolves', () => {
   const broken: string[] = []
   const anchors = new Map<string, Set<string>>()
