@@ -94,14 +94,14 @@ before(async () => {
   context = await browser.newContext()
   context.setDefaultTimeout(20_000)
   page = await context.newPage()
-})
+}, { timeout: 120_000 })
 
 after(async () => {
   await browser?.close()
   await app?.stop()
   otherSite?.close()
   await memcached?.stop()
-})
+}, { timeout: 60_000 })
 
 describe('the example app in headless Chromium', () => {
   test('log in, count three times, reload: still logged in and the count kept', STEP, async () => {
