@@ -2,15 +2,13 @@
 // their base classes need of it, exact expiry over memcached's whole seconds,
 // callbacks outside the promise chain, and a process that exits once the app
 // closes the store. Against real memcached.
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 import { createRequire } from 'node:module'
-import { MemcachedClient } from '../../src/index.js'
 import { connectStore, type ConnectSessionData, type StoredConnectSession } from '../../src/plugin/connect-store.js'
-import { MemcachedServer } from '../helpers/memcached.js'
-import { keyOf, sleep } from './helpers.js'
+import { keyOf, sleep, useMemcached } from './helpers.js'
 
 // express-session and @fastify/session are loaded untyped, as in interop.test.ts.
 const load = createRequire(__filename)
@@ -18,18 +16,7 @@ type StoreClass = abstract new () => object
 const expressSession = load('express-session') as { Store: StoreClass }
 const fastifySession = load('@fastify/session') as { Store: StoreClass }
 
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 /** Every property name along the prototype chain of `prototype`, up to (not including) Object.prototype. */
 function chainNames (prototype: object | null): Set<string> {
@@ -72,7 +59,7 @@ describe('no member of the store shadows one of its base class', () => {
       if (Base === fastifySession.Store) assert.ok(baseNames.has('store'))
 
       const own = Object.getOwnPropertyNames(Store.prototype).filter((name) => !STORE_METHODS.has(name))
-      const store = new Store({ client })
+      const store = new Store({ client: memcached.client })
       const added = Object.getOwnPropertyNames(store).filter((name) => !Object.hasOwn(new Parent(), name))
       for (const name of [...own, ...added]) assert.ok(!baseNames.has(name), `${name} shadows ${label}'s ${name}`)
       // The base's own instance state is left as its constructor made it.
@@ -83,7 +70,7 @@ describe('no member of the store shadows one of its base class', () => {
   // A load that never calls back would hang the suite: the timeout turns it into a failure.
   test('store.load(sid, cb) calls back (express-session\'s Store.prototype.load), with the session or nothing', { timeout: 30_000 }, async () => {
     const Store = connectStore(expressSession.Store)
-    const store = new Store({ client, prefix: 'load:' }) as InstanceType<typeof Store> & {
+    const store = new Store({ client: memcached.client, prefix: 'load:' }) as InstanceType<typeof Store> & {
       load (sid: string, done: (error: unknown, session?: { user?: string }) => void): void
     }
     await store.set('loaded', { cookie: { expires: inMs(60_000), originalMaxAge: 60_000 }, user: 'alice' } as ConnectSessionData)
@@ -93,7 +80,7 @@ describe('no member of the store shadows one of its base class', () => {
   })
 
   test('connectStore(@fastify/session Store) sets, gets, touches and destroys despite the base\'s own `store` map', async () => {
-    const store = new (connectStore(fastifySession.Store))({ client, prefix: 'fbase:' })
+    const store = new (connectStore(fastifySession.Store))({ client: memcached.client, prefix: 'fbase:' })
     const session = { cookie: { expires: inMs(60_000) }, user: 'bob' }
     await callback((done) => { store.set('f', session, done) })
     assert.equal((await callback<ConnectSessionData | null>((done) => { store.get('f', done) }) as StoredConnectSession | null)?.user, 'bob')
@@ -107,16 +94,16 @@ describe('expiry: get returns null once cookie.expires has passed, touch moves t
   const Store = connectStore()
 
   test('get returns null once the cookie has expired, while memcached still holds the item', async () => {
-    const store = new Store({ client, prefix: 'exp:' })
+    const store = new Store({ client: memcached.client, prefix: 'exp:' })
     // Stored by hand with a long memcached TTL: only the store's own check can refuse it.
-    await client.set(keyOf('past', 'exp:'), JSON.stringify({ cookie: { expires: new Date(Date.now() - 1).toISOString() }, user: 'x' }), { ttl: 60 })
+    await memcached.client.set(keyOf('past', 'exp:'), JSON.stringify({ cookie: { expires: new Date(Date.now() - 1).toISOString() }, user: 'x' }), { ttl: 60 })
     assert.equal(await store.get('past'), null)
     assert.equal(await callback((done) => { store.get('past', done) }), null)
-    assert.ok(await client.get(keyOf('past', 'exp:')) !== undefined)
+    assert.ok(await memcached.client.get(keyOf('past', 'exp:')) !== undefined)
   })
 
   test('a session with a 5 ms max age is gone once those 5 ms have passed', async () => {
-    const store = new Store({ client, prefix: 'exp:' })
+    const store = new Store({ client: memcached.client, prefix: 'exp:' })
     const expires = inMs(5)
     await store.set('short', { cookie: { expires } })
     while (Date.now() <= expires.getTime()) await sleep(2)
@@ -124,7 +111,7 @@ describe('expiry: get returns null once cookie.expires has passed, touch moves t
   })
 
   test('a session is readable until its cookie expires: memcached\'s whole-second clock never cuts it off early', async () => {
-    const store = new Store({ client, prefix: 'exp:' })
+    const store = new Store({ client: memcached.client, prefix: 'exp:' })
     // memcached's clock ticks once a second, so an item given ceil(ms / 1000)
     // seconds lives between that minus one and that: with deadlines 1.9 s
     // away, set at ten points spread over a second, most would vanish early.
@@ -161,7 +148,7 @@ describe('expiry: get returns null once cookie.expires has passed, touch moves t
   })
 
   test('a touched session is not cut off at its old expiry; touch keeps the stored data', async () => {
-    const store = new Store({ client, prefix: 'exp:' })
+    const store = new Store({ client: memcached.client, prefix: 'exp:' })
     const old = inMs(50)
     await store.set('touched', { cookie: { expires: old }, user: 'alice' })
     const renewed = inMs(60_000)
@@ -175,12 +162,12 @@ describe('expiry: get returns null once cookie.expires has passed, touch moves t
   })
 
   test('touch does not bring back a session whose cookie has expired, nor one that is gone', async () => {
-    const store = new Store({ client, prefix: 'exp:' })
-    await client.set(keyOf('lapsed', 'exp:'), JSON.stringify({ cookie: { expires: new Date(Date.now() - 1).toISOString() } }), { ttl: 60 })
+    const store = new Store({ client: memcached.client, prefix: 'exp:' })
+    await memcached.client.set(keyOf('lapsed', 'exp:'), JSON.stringify({ cookie: { expires: new Date(Date.now() - 1).toISOString() } }), { ttl: 60 })
     await store.touch('lapsed', { cookie: { expires: inMs(60_000) } })
     assert.equal(await store.get('lapsed'), null)
     await store.touch('absent', { cookie: { expires: inMs(60_000) } })
-    assert.equal(await client.get(keyOf('absent', 'exp:')), undefined)
+    assert.equal(await memcached.client.get(keyOf('absent', 'exp:')), undefined)
   })
 })
 
@@ -197,7 +184,7 @@ test('a callback that throws is an uncaught exception, not an unhandled rejectio
   const { lines, code } = await runChild(`
     const { connectStore } = require('fastify-memcached-session/connect-store')
     const Store = connectStore()
-    const store = new Store({ servers: ['${server.address}'] })
+    const store = new Store({ servers: ['${memcached.server.address}'] })
     const dead = new Store({ servers: ['127.0.0.1:1'] })
     process.on('unhandledRejection', (error) => { console.log('unhandledRejection ' + error.message); next() })
     let next = () => {}
@@ -267,7 +254,7 @@ const EXPRESS_APP = `
 
 /** Whether the child running `code` exits within `ms` of printing 'closed'; a child that does not is stopped by its pid. */
 async function exitsAfterClose (code: string, ms: number): Promise<{ saved: boolean, exited: boolean }> {
-  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MEMCACHED: server.address } })
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, MEMCACHED: memcached.server.address } })
   const exit = once(child, 'exit')
   let out = ''
   let timer: NodeJS.Timeout | undefined

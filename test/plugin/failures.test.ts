@@ -1,26 +1,15 @@
 // The store unreachable, hanging, or back again; what gets logged; who closes
 // the client. Against a real memcached this file starts, kills and restarts.
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { MemcachedClient, MemcachedError, MemcachedStore } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached.js'
 import { FaultProxy } from '../helpers/proxy.js'
-import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf, sleep } from './helpers.js'
+import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf, sleep, useMemcached } from './helpers.js'
 
 const TIMEOUT = 400
-let server: MemcachedServer
-let observer: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  observer = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await observer.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 function fastClient (address: string): MemcachedClient {
   return new MemcachedClient({ servers: [address], timeout: TIMEOUT, connectTimeout: TIMEOUT, retryDelay: 200 })
@@ -69,7 +58,7 @@ test('memcached down: 503 fast with a clear message and no cookie; sessionless r
 })
 
 test('memcached hanging: 503 within the client timeout, and the good data is not overwritten', async (t) => {
-  const proxy = await FaultProxy.start({ host: server.host, port: server.port })
+  const proxy = await FaultProxy.start({ host: memcached.server.host, port: memcached.server.port })
   t.after(() => proxy.close())
   const client = fastClient(proxy.address)
   t.after(() => client.close())
@@ -85,7 +74,7 @@ test('memcached hanging: 503 within the client timeout, and the good data is not
   assert.equal(setCookieOf(response), undefined)
 
   proxy.pass()
-  const stored = await observer.get(keyOf(idOf(cookie)))
+  const stored = await memcached.client.get(keyOf(idOf(cookie)))
   assert.match(stored?.toString() ?? '', /:\{"views":1\}$/)
   const back = await eventually(5000, async () => (await app.inject({ url: '/peek', cookies: { sid: cookie } })).statusCode === 200)
   assert.ok(back)
@@ -128,19 +117,19 @@ test('store errors: the 503 body holds the SESSION_* code and a generic message;
 })
 
 async function connections (): Promise<number> {
-  const stats = await observer.stats()
-  return Number(stats[server.address]?.curr_connections)
+  const stats = await memcached.client.stats()
+  return Number(stats[memcached.server.address]?.curr_connections)
 }
 
 test('the plugin closes the client it created on close; a client passed in stays open', async () => {
   const baseline = await connections()
-  const owned = await buildApp({ servers: [server.address] })
+  const owned = await buildApp({ servers: [memcached.server.address] })
   await owned.inject({ method: 'POST', url: '/count' })
   assert.equal(await connections(), baseline + 1)
   await owned.close()
   assert.ok(await eventually(2000, async () => await connections() === baseline), 'its connection is closed')
 
-  const client = new MemcachedClient({ servers: [server.address] })
+  const client = new MemcachedClient({ servers: [memcached.server.address] })
   const shared = await buildApp({ client })
   await shared.inject({ method: 'POST', url: '/count' })
   await shared.close()
@@ -150,13 +139,13 @@ test('the plugin closes the client it created on close; a client passed in stays
 })
 
 test('a store failure inside the handler (destroy) gives one 503, no cookie, no second store call', async (t) => {
-  const client = new MemcachedClient({ servers: [server.address] })
+  const client = new MemcachedClient({ servers: [memcached.server.address] })
   t.after(() => client.close())
   const inner = new MemcachedStore({ client })
   const store = new CountingStore(inner)
   store.delete = async () => {
     store.calls.delete++
-    throw new MemcachedError('MC_CONNECTION', 'connection lost', { server: server.address })
+    throw new MemcachedError('MC_CONNECTION', 'connection lost', { server: memcached.server.address })
   }
   const app = await buildApp({ store })
   t.after(() => app.close())

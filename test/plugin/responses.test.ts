@@ -2,35 +2,23 @@
 // responses out of shared caches and the browser's back/forward cache,
 // nothing saved for an error response with saveOnError: false, and a typed
 // error for session data JSON cannot hold. Real memcached.
-import { after, before, test, type TestContext } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { MemcachedClient, MemcachedStore, type MemcachedSessionOptions } from '../../src/index.js'
-import { MemcachedServer } from '../helpers/memcached.js'
 import { FaultProxy } from '../helpers/proxy.js'
-import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf } from './helpers.js'
+import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf, useMemcached } from './helpers.js'
 
 const PRIVATE = 'private, no-store'
-let server: MemcachedServer
-let client: MemcachedClient
-
-before(async () => {
-  server = await MemcachedServer.start()
-  client = new MemcachedClient({ servers: [server.address] })
-})
-
-after(async () => {
-  await client.close()
-  await server.stop()
-})
+const memcached = useMemcached()
 
 interface Logged { level: number, msg: string, route?: string }
 
 async function setup (t: TestContext, options: Partial<MemcachedSessionOptions> = {}): Promise<{ app: FastifyInstance, logs: Logged[] }> {
   const logs: Logged[] = []
   const stream = new Writable({ write (chunk: Buffer, _encoding, callback) { logs.push(JSON.parse(chunk.toString()) as Logged); callback() } })
-  const app = await buildApp({ client, ...options }, { logger: { level: 'warn', stream } })
+  const app = await buildApp({ client: memcached.client, ...options }, { logger: { level: 'warn', stream } })
   t.after(() => app.close())
   // Routes that set their own Cache-Control, with or without touching the session.
   app.post<{ Querystring: { cache: string } }>('/cached-login', async (request, reply) => {
@@ -100,7 +88,7 @@ test('Cache-Control: public or s-maxage on a response that sets or clears the se
 
 /** An app whose memcached sits behind a fault proxy the routes can switch to garbage mid-request. */
 async function faultyApp (t: TestContext): Promise<{ app: FastifyInstance, proxy: FaultProxy }> {
-  const proxy = await FaultProxy.start({ host: server.host, port: server.port })
+  const proxy = await FaultProxy.start({ host: memcached.server.host, port: memcached.server.port })
   const viaProxy = new MemcachedClient({ servers: [proxy.address], failures: 1000 })
   t.after(async () => {
     await viaProxy.close()
@@ -147,7 +135,7 @@ for (const sid of ['a live session', 'a new session'] as const) {
 
 test('saveOnError: by default a handler that sets a key and then throws still saves it; with false it saves nothing', async (t) => {
   for (const saveOnError of [true, false]) {
-    const store = new CountingStore(new MemcachedStore({ client }))
+    const store = new CountingStore(new MemcachedStore({ client: memcached.client }))
     const app = await buildApp({ store, saveOnError })
     t.after(() => app.close())
     app.post('/fail', async (request) => {
@@ -208,5 +196,5 @@ test('session data JSON cannot hold (too deeply nested, circular, BigInt) is a 5
     }
   }
   assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: 1, isNew: false })
-  assert.match((await client.get(keyOf(idOf(cookie))))?.toString() ?? '', /"views":1}$/)
+  assert.match((await memcached.client.get(keyOf(idOf(cookie))))?.toString() ?? '', /"views":1}$/)
 })
