@@ -1,6 +1,6 @@
 /**
  * Stable error codes of {@link MemcachedError}. Each one has its own heading
- * in the README; match on `code`, never on `message`.
+ * in docs/client.md; match on `code`, never on `message`.
  */
 export type MemcachedErrorCode =
   /** The key is empty, longer than 250 bytes of UTF-8, or holds whitespace or control characters. Nothing was sent. */

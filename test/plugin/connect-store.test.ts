@@ -207,7 +207,7 @@ test('a callback that throws is an uncaught exception, not an unhandled rejectio
   assert.equal(code, 0)
 })
 
-// The README's examples, as a child process: register, serve one request that
+// The examples of docs/operations.md, as a child process: register, serve one request that
 // saves a session in memcached, close the app, print 'closed'. The process
 // must then exit by itself; one still running 2 s later is stopped by its pid.
 const FASTIFY_SESSION_APP = (closeStore: boolean): string => `
@@ -276,12 +276,12 @@ async function exitsAfterClose (code: string, ms: number): Promise<{ saved: bool
   return { saved: out.includes('saved true'), exited: exited && out.includes('closed\n') }
 }
 
-test('close() lets the process exit: the README\'s @fastify/session example, with the onClose hook, exits within 2 s of app.close()', async () => {
+test('close() lets the process exit: the docs\' @fastify/session example, with the onClose hook, exits within 2 s of app.close()', async () => {
   assert.deepEqual(await exitsAfterClose(FASTIFY_SESSION_APP(true), 2000), { saved: true, exited: true })
   // Without the hook nothing closes the store, and the process stays up.
   assert.deepEqual(await exitsAfterClose(FASTIFY_SESSION_APP(false), 2000), { saved: true, exited: false })
 })
 
-test('close() lets the process exit: the README\'s express example exits within 2 s of closing the server and the client', async () => {
+test('close() lets the process exit: the docs\' express example exits within 2 s of closing the server and the client', async () => {
   assert.deepEqual(await exitsAfterClose(EXPRESS_APP, 2000), { saved: true, exited: true })
 })

@@ -296,9 +296,9 @@ test('fastify.memcached is the plugin\'s client: the app caches over the same co
   assert.equal(viaStore.memcached, memcached.client, 'a MemcachedStore as store decorates its client')
 })
 
-test('the README\'s fastify.memcached example answers a hostile id with a 400 that does not echo it', async (t) => {
+test('the docs\' fastify.memcached example answers a hostile id with a 400 that does not echo it', async (t) => {
   const app = await setup(t)
-  // As in the README: a params schema keeps caller input out of memcached keys.
+  // As in docs/operations.md: a params schema keeps caller input out of memcached keys.
   const params = { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9]{1,20}$' } }, required: ['id'] }
   app.get('/products/:id', { config: { session: false }, schema: { params } }, async (request) => {
     const { id } = request.params as { id: string }
@@ -339,7 +339,7 @@ test('fastify.sessionStore.ping(): per-server health and latency, for a readines
   const pair = new MemcachedClient({ servers: [memcached.server.address, down.address], timeout: 300, connectTimeout: 300 })
   t.after(() => pair.close())
   const app = await setup(t, { client: pair })
-  // The health route of the README ("Readiness").
+  // The health route of docs/operations.md ("Readiness").
   app.get('/health/ready', { config: { session: false } }, async (_request, reply) => {
     const servers = await app.sessionStore.ping?.() ?? {}
     const ready = Object.values(servers).some((health) => health.ok)

@@ -27,7 +27,7 @@ export interface MemcachedStoreOptions {
   /**
    * Copies of each record, on the key's own server and the next distinct
    * live servers along the ketama ring. Default 1; at most the number of
-   * servers. See the README, "Consistency model".
+   * servers. See docs/reliability.md, "Consistency model".
    */
   replicas?: number
   /**
@@ -94,7 +94,7 @@ function positive (name: string, value: unknown, fallback: number): number {
  * overwriting); a tombstone on any replica makes it a miss. A save commits on
  * the first replica holding the record (normally the key's own server, which
  * serialises concurrent saves), then brings the others up to it. A destroy
- * writes tombstones. The README ("Reliability") states what holds under failures.
+ * writes tombstones. docs/reliability.md states what holds under failures.
  */
 export class MemcachedStore implements SessionStore {
   /** The client commands go through. */
