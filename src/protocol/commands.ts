@@ -307,6 +307,11 @@ export interface Request {
   onStat (name: string, value: string): void
   complete (reply: Reply, server: string): void
   fail (error: MemcachedError): void
+  /**
+   * A multi-key read as single-key requests for its keys not answered yet,
+   * forgetting them here; undefined when it asks one key at most.
+   */
+  split? (): Request[] | undefined
 }
 
 /**
@@ -612,6 +617,11 @@ export class GetBatch<T> implements Request {
 
   private resendEach (waiting: Array<[string, GetWaiter<T>]>): void {
     for (const [key, waiter] of waiting) this.resend(new KeyRetry(this.verb, key, waiter, this.result))
+  }
+
+  split (): Request[] | undefined {
+    if (this.keys.length === 1) return undefined
+    return this.unanswered().map(([key, waiter]) => new KeyRetry(this.verb, key, waiter, this.result))
   }
 
   fail (error: MemcachedError): void {

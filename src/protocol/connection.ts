@@ -303,17 +303,39 @@ export class Connection implements ParserSink {
     const again: Request[] = []
     for (const request of this.inflight.drain()) {
       if (isRead(request) && !this.resentAfterClose.has(request)) {
-        this.resentAfterClose.add(request)
-        again.push(request)
+        for (const part of this.keyByKey(request)) {
+          this.resentAfterClose.add(part)
+          again.push(part)
+        }
       } else {
         this.outstanding -= request.callers
         request.fail(request.deadline <= performance.now() ? this.timeoutError() : error)
       }
     }
-    for (const request of this.pending.drain()) again.push(request)
+    // Queued multi-key gets go key by key too: written as they are, one that
+    // spans the dead backend would close the new socket as well, failing the
+    // reads already sent again on it.
+    for (const request of this.pending.drain()) again.push(...this.keyByKey(request))
     for (const request of again) this.pending.push(request)
     if (this.pending.length > 0) this.connect()
     this.finishClose()
+  }
+
+  /**
+   * A request as it goes again after a proxy closed the socket: a multi-key
+   * get becomes one single-key get per key still waiting (twemproxy answers
+   * those with a SERVER_ERROR of their own and keeps the connection open),
+   * each with its callers' deadline.
+   */
+  private keyByKey (request: Request): Request[] {
+    const parts = request.split?.()
+    if (parts === undefined) return [request]
+    this.outstanding -= request.callers
+    for (const part of parts) {
+      part.deadline = request.deadline
+      this.outstanding += part.callers
+    }
+    return parts
   }
 
   /**
