@@ -1,9 +1,8 @@
 // Headless Chromium for the browser tests: Debian's `chromium` package driven
 // by playwright-core, which downloads no browser of its own. A missing
 // binary fails loudly with the install command; it never skips.
-import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
 import { chromium, type Browser } from 'playwright-core'
+import { findBinary } from './binaries.js'
 
 const INSTALL_HINT = 'chromium is not installed. Install it with: sudo apt-get update && sudo apt-get install -y chromium ' +
   '(macOS: brew install --cask chromium), or run `npm run setup`.'
@@ -12,13 +11,7 @@ const MAC_APP = '/Applications/Chromium.app/Contents/MacOS/Chromium'
 
 /** The first Chromium binary on PATH (Debian names it chromium, Ubuntu chromium-browser), or Homebrew's app. */
 export function chromiumBinary (): string {
-  for (const name of ['chromium', 'chromium-browser']) {
-    const found = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' })
-    const path = found.stdout.trim()
-    if (found.status === 0 && path !== '') return path
-  }
-  if (existsSync(MAC_APP)) return MAC_APP
-  throw new Error(INSTALL_HINT)
+  return findBinary(['chromium', 'chromium-browser'], [MAC_APP], INSTALL_HINT)
 }
 
 /**

@@ -1,7 +1,8 @@
 // Starts real memcached processes on free 127.0.0.1 ports for the tests, and
 // stops exactly the processes it started, by pid.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { findBinary, killOnExit } from './binaries.js'
 import { canConnect, freePort } from './ports.js'
 
 export { freePort }
@@ -9,16 +10,8 @@ export { freePort }
 const INSTALL_HINT = 'memcached is not installed. Install it with: sudo apt-get update && sudo apt-get install -y memcached ' +
   '(macOS: brew install memcached), or run `npm run setup`.'
 
-const started = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const child of started) child.kill('SIGKILL')
-})
-
 function memcachedBinary (): string {
-  const found = spawnSync('sh', ['-c', 'command -v memcached'], { encoding: 'utf8' })
-  const path = found.stdout.trim()
-  if (found.status !== 0 || path === '') throw new Error(INSTALL_HINT)
-  return path
+  return findBinary(['memcached'], [], INSTALL_HINT)
 }
 
 export interface MemcachedOptions {
@@ -68,9 +61,9 @@ export class MemcachedServer {
     const child = spawn(memcachedBinary(), this.commandLine(), { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-    started.add(child)
+    killOnExit(child)
     this.child = child
-    child.once('exit', () => { started.delete(child); if (this.child === child) this.child = undefined })
+    child.once('exit', () => { if (this.child === child) this.child = undefined })
     const deadline = Date.now() + 5000
     while (Date.now() < deadline) {
       if (this.child !== child) throw new Error(`memcached exited at start: ${stderr.trim()}`)

@@ -1,29 +1,19 @@
 // Starts real twemproxy (nutcracker) processes for the tests, in front of
 // MemcachedServer backends, on free 127.0.0.1 ports (its stats port too), and
 // stops exactly the processes it started, by pid.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { findBinary, killOnExit } from './binaries.js'
 import { canConnect, freePort } from './ports.js'
 
 const INSTALL_HINT = 'nutcracker (twemproxy) is not installed. Install it with: sudo apt-get update && sudo apt-get install -y nutcracker ' +
   '(macOS: brew install twemproxy), or run `npm run setup`.'
 
-const started = new Set<ChildProcess>()
-process.on('exit', () => {
-  for (const child of started) child.kill('SIGKILL')
-})
-
 function nutcrackerBinary (): string {
-  // Debian installs it in /usr/sbin, which a user's PATH may lack.
-  const found = spawnSync('sh', ['-c', 'command -v nutcracker'], { encoding: 'utf8' })
-  const inPath = found.stdout.trim()
-  if (found.status === 0 && inPath !== '') return inPath
-  const known = ['/usr/sbin/nutcracker', '/usr/local/sbin/nutcracker', '/usr/local/bin/nutcracker'].find((candidate) => existsSync(candidate))
-  if (known === undefined) throw new Error(INSTALL_HINT)
-  return known
+  return findBinary(['nutcracker'], ['/usr/sbin/nutcracker', '/usr/local/sbin/nutcracker', '/usr/local/bin/nutcracker'], INSTALL_HINT)
 }
 
 /** How twemproxy hashes keys; only `md5` with ketama places them as this client (and libmemcached) does. */
@@ -94,9 +84,9 @@ export class TwemproxyServer {
     const args = ['-c', config, '-s', String(this.statsPort), '-a', '127.0.0.1', '-o', logFile, '-p', path.join(this.dir, 'nutcracker.pid')]
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
     child.stderr?.on('data', (chunk: Buffer) => { this.log += chunk.toString() })
-    started.add(child)
+    killOnExit(child)
     this.child = child
-    child.once('exit', () => { started.delete(child); if (this.child === child) this.child = undefined })
+    child.once('exit', () => { if (this.child === child) this.child = undefined })
     const deadline = Date.now() + 5000
     while (Date.now() < deadline) {
       if (this.child !== child) throw new Error(`nutcracker exited at start: ${this.output(logFile)}`)
