@@ -9,7 +9,7 @@ import { after, before, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import net from 'node:net'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { MemcachedClient, type MemcachedSessionOptions } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached.js'
 import { buildApp, cookieOf, idOf, keyOf, setCookieOf, signCookie } from './helpers.js'
@@ -123,14 +123,23 @@ for (const body of ['{}', '{"views":42}']) {
   })
 }
 
-test('regenerate() of a session that idle-expired after the load starts an empty session and clears the cookie', async (t) => {
-  const { app, hold } = await setup(t, { ttl: 1 })
+/**
+ * Logs in, then starts a POST /switch (which calls regenerate()) and holds it
+ * after its session was loaded, until `release.open()`.
+ */
+async function switchHeldAfterLoad (t: TestContext, options: Partial<MemcachedSessionOptions>): Promise<{ cookie: string, pending: Promise<LightMyRequestResponse>, release: ReturnType<typeof gate> }> {
+  const { app, hold } = await setup(t, options)
   const release = gate()
   const arrived = gate()
   const cookie = cookieOf(await app.inject({ method: 'POST', url: '/login' }))
   hold(release.wait, arrived.open)
   const pending = app.inject({ method: 'POST', url: '/switch', cookies: { sid: cookie } })
   await arrived.wait
+  return { cookie, pending, release }
+}
+
+test('regenerate() of a session that idle-expired after the load starts an empty session and clears the cookie', async (t) => {
+  const { cookie, pending, release } = await switchHeldAfterLoad(t, { ttl: 1 })
   // memcached's clock ticks once a second: ttl 1 ends within two.
   while (await observer.get(keyOf(idOf(cookie))) !== undefined) await new Promise((resolve) => setTimeout(resolve, 100))
   release.open()
@@ -141,13 +150,7 @@ test('regenerate() of a session that idle-expired after the load starts an empty
 })
 
 test('regenerate() of a session whose absoluteTtl ran out after the load starts an empty session and clears the cookie', async (t) => {
-  const { app, hold } = await setup(t, { absoluteTtl: 100 })
-  const release = gate()
-  const arrived = gate()
-  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/login' }))
-  hold(release.wait, arrived.open)
-  const pending = app.inject({ method: 'POST', url: '/switch', cookies: { sid: cookie } })
-  await arrived.wait
+  const { cookie, pending, release } = await switchHeldAfterLoad(t, { absoluteTtl: 100 })
   // The plugin's clock moves on 100 s; memcached still holds the record.
   const realNow = Date.now.bind(Date)
   t.mock.method(Date, 'now', () => realNow() + 100_000)
