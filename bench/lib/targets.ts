@@ -42,6 +42,11 @@ function atMost (id: string, description: string, measured: number, threshold: n
   return { id, description, measured, threshold, status, cpuBased: NaN, unit, atMost: true }
 }
 
+/** A figure shown for context, with no threshold. */
+function info (id: string, description: string, measured: number, unit: 'x' | 'µs'): TargetCheck {
+  return { id, description, measured, threshold: NaN, status: Number.isFinite(measured) ? 'INFO' : 'N/A', cpuBased: NaN, unit }
+}
+
 export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   const find = (scenario: string, id: string): ClientSummary | undefined => client.summary.find((s) => s.scenario === scenario && s.client === id)
   const ops = (scenario: string, id: string): number | undefined => find(scenario, id)?.opsPerSec
@@ -76,6 +81,10 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   checks.push(vsCeiling('set-1', 'ours', 0.8, 'client set, 1 in flight'))
   for (const inFlight of [128, 1024]) checks.push(vsCeiling(`set-${inFlight}`, 'ours', 0.9, `client set, ${inFlight} in flight`))
   checks.push(atMost('client-set-128-cpu', 'client set, 128 in flight: ours uses <= 0.7 µs of CPU per command', cpu('set-128', 'ours') ?? NaN, 0.7, 'µs'))
+  // 0.7 µs was set when the raw writer needed 0.52 µs: on a slower machine the
+  // floor moves, so the same goal as a ratio (1.35x the raw writer) is shown too.
+  checks.push(info('client-set-128-cpu-raw', 'client set, 128 in flight: the raw writer\'s CPU per command, the floor under the 0.7 µs target', cpu('set-128', 'ceiling') ?? NaN, 'µs'))
+  checks.push(info('client-set-128-cpu-vs-raw', 'client set, 128 in flight: ours\' CPU per command over the raw writer\'s (the 0.7 µs target was 1.35x of 0.52 µs)', ratio(cpu('set-128', 'ours'), cpu('set-128', 'ceiling')), 'x'))
   for (const inFlight of [1, 16]) checks.push(vsCeiling(`mget-${inFlight}`, 'ours', 0.9, `client 100-key get, ${inFlight} in flight`))
   for (const op of ['get', 'set']) {
     checks.push(check(`client-${op}-128-twemproxy`, `client ${op}, 128 in flight: ours through twemproxy vs ours direct`,
@@ -139,7 +148,10 @@ function formatFigure (value: number, unit: TargetCheck['unit']): string {
 /** `PASS  client get, 1 in flight: ... — 0.93x (target 0.90x)`. */
 export function targetLine (target: TargetCheck): string {
   const measured = formatFigure(target.measured, target.unit)
-  if (target.status === 'INFO' || (target.status === 'N/A' && Number.isNaN(target.threshold))) return `${target.status.padEnd(4)}  ${target.description}: ${measured} (from CPU time: ${formatRatio(target.cpuBased)})`
+  if (target.status === 'INFO' || (target.status === 'N/A' && Number.isNaN(target.threshold))) {
+    const cpu = Number.isFinite(target.cpuBased) ? ` (from CPU time: ${formatRatio(target.cpuBased)})` : ''
+    return `${target.status.padEnd(4)}  ${target.description}: ${measured}${cpu}`
+  }
   if (target.status === 'WARN') return `WARN  ${target.description}: ${measured} of it`
   const cpu = Number.isFinite(target.cpuBased) ? `; from CPU time: ${formatRatio(target.cpuBased)}` : ''
   return `${target.status.padEnd(4)}  ${target.description}: ${measured} (target ${target.atMost === true ? 'at most' : 'at least'} ${formatFigure(target.threshold, target.unit)}${cpu})`
