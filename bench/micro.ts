@@ -5,8 +5,14 @@
  * compare two builds (run both alternately, several times, and compare the
  * medians).
  *
+ * Then the floors, which are not targets: the least work any client must do
+ * in plain JS to hand out a 100-key get's values (the raw-socket ceiling does
+ * none of it: it knows each reply's length in advance), and what a promise
+ * per command costs (the raw writer has none).
+ *
  *   node build/bench/micro.js [--rounds=7]
  */
+import { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import { MultiGet, RequestBatch, SingleRequest, StorageLine } from '../src/protocol/commands.js'
 import { ReplyParser, type ParserSink, type Reply } from '../src/protocol/parser.js'
@@ -25,9 +31,9 @@ function multiGetReply (): Buffer[] {
   return reads
 }
 
-/** Encodes a 100-key get and parses its reply; returns the values found. */
-function multiGetCase (): () => number {
-  const reads = multiGetReply()
+/** Encodes a 100-key get and parses its reply, in 64 KiB reads or in one; returns the values found. */
+function multiGetCase (oneRead = false): () => number {
+  const reads = oneRead ? [Buffer.concat(multiGetReply())] : multiGetReply()
   const batch = new RequestBatch()
   let request: MultiGet | undefined
   const sink: ParserSink = {
@@ -62,6 +68,69 @@ function setCase (): () => number {
   }
 }
 
+type View = new (array: ArrayBufferLike, offset: number, length: number) => Buffer
+/** The cheapest Buffer over existing memory: Buffer's species, as the parser makes its views. */
+const View = (Buffer as unknown as Record<symbol, View>)[Symbol.species] as View
+const indexOf = Buffer.prototype.indexOf
+
+/**
+ * The floor of a 100-key get's parse, in steps: the whole reply in one read
+ * (no value spans two reads), each VALUE line's end found with one `indexOf`,
+ * its size read from the digits before the CR, the value skipped; then a view
+ * of each value; then a Map of them, keyed by the caller's own strings in
+ * request order (not one byte of a key compared: less than a client that
+ * checks what the server answered). The server's reply is trusted blindly.
+ */
+function multiGetFloorCase (step: 'headers' | 'views' | 'map'): () => number {
+  const reply = Buffer.concat(multiGetReply())
+  const array = reply.buffer
+  const offset = reply.byteOffset
+  return () => {
+    const found = step === 'map' ? new Map<string, Buffer>() : undefined
+    let pos = 0
+    let values = 0
+    let key = 0
+    for (;;) {
+      const lf: number = indexOf.call(reply, 10, pos)
+      // `END\r\n`: the only line that short.
+      if (lf - pos === 4) break
+      let size = 0
+      let scale = 1
+      for (let at = lf - 2; reply[at] !== 32; at--, scale *= 10) size += ((reply[at] as number) - 48) * scale
+      pos = lf + 1
+      if (step === 'headers') values += size
+      else {
+        const value = new View(array, offset + pos, size)
+        if (found === undefined) values += value.length
+        else found.set(MULTI_KEYS[key++] as string, value)
+      }
+      pos += size + 2
+    }
+    return found === undefined ? values : found.size
+  }
+}
+
+/**
+ * 128 callers awaiting one promise each, settled as replies would settle
+ * them: one call is a promise made, resolved and awaited. The least a client
+ * with a promise per command adds to the raw writer; `calls` per run.
+ */
+async function promisePerCommand (calls: number): Promise<number> {
+  const waiting: Array<() => void> = []
+  let left = calls
+  // As the client: the method returns the promise itself, not an async wrapper.
+  const command = (): Promise<void> => new Promise<void>((resolve) => { waiting.push(resolve) })
+  const loop = async (): Promise<void> => { while (left-- > 0) await command() }
+  const loops = Array.from({ length: 128 }, loop)
+  while (waiting.length > 0) {
+    for (const resolve of waiting.splice(0)) resolve()
+    // Lets every continuation run (and make its next promise) before the next "replies".
+    await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+  await Promise.all(loops)
+  return calls
+}
+
 /** Median over rounds (after a warmup) of the ns per call of `run`; each round lasts about 300 ms. */
 function measure (run: () => number, rounds: number): number {
   let checksum = 0
@@ -77,12 +146,38 @@ function measure (run: () => number, rounds: number): number {
   return median(samples)
 }
 
-function main (): void {
-  const rounds = Number(process.argv.find((arg) => arg.startsWith('--rounds='))?.slice(9) ?? 7)
-  const multi = measure(multiGetCase(), rounds)
-  process.stdout.write(`100-key get, encode + parse: ${(multi / 1000).toFixed(2)} us (${(multi / MULTI_KEYS.length).toFixed(0)} ns per value)\n`)
-  const sets = measure(setCase(), rounds)
-  process.stdout.write(`128 sets of 1 KiB, encode: ${(sets / 1000).toFixed(2)} us (${(sets / SET_KEYS.length).toFixed(0)} ns per set)\n`)
+/** Median over rounds (after a warmup) of the ns of CPU time per call of the asynchronous `run`, which reports its calls. */
+async function measureAsync (run: () => Promise<number>, rounds: number): Promise<number> {
+  const samples: number[] = []
+  for (let round = -1; round < rounds; round++) {
+    const cpu = process.cpuUsage()
+    const calls = await run()
+    const used = process.cpuUsage(cpu)
+    if (round >= 0) samples.push((used.user + used.system) * 1000 / calls)
+  }
+  return median(samples)
 }
 
-main()
+function perValue (ns: number): string {
+  return `${(ns / 1000).toFixed(2)} us (${(ns / MULTI_KEYS.length).toFixed(0)} ns per value)`
+}
+
+async function main (): Promise<void> {
+  const rounds = Number(process.argv.find((arg) => arg.startsWith('--rounds='))?.slice(9) ?? 7)
+  const multi = measure(multiGetCase(), rounds)
+  process.stdout.write(`100-key get, encode + parse: ${perValue(multi)}\n`)
+  const sets = measure(setCase(), rounds)
+  process.stdout.write(`128 sets of 1 KiB, encode: ${(sets / 1000).toFixed(2)} us (${(sets / SET_KEYS.length).toFixed(0)} ns per set)\n`)
+  process.stdout.write(`100-key get, encode + parse, the reply in one read: ${perValue(measure(multiGetCase(true), rounds))}\n`)
+  process.stdout.write('floors, the reply in one read (not targets; the raw-socket ceiling does none of this):\n')
+  process.stdout.write(`  100-key get, find 100 VALUE lines and their sizes: ${perValue(measure(multiGetFloorCase('headers'), rounds))}\n`)
+  process.stdout.write(`  ... and a Buffer view of each value: ${perValue(measure(multiGetFloorCase('views'), rounds))}\n`)
+  process.stdout.write(`  ... and a Map of them by the caller's keys: ${perValue(measure(multiGetFloorCase('map'), rounds))}\n`)
+  const promise = await measureAsync(async () => await promisePerCommand(200_000), rounds)
+  process.stdout.write(`  a promise per command (made, resolved, awaited; 128 callers): ${promise.toFixed(0)} ns of CPU per command\n`)
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+  process.exitCode = 1
+})
