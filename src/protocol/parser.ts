@@ -114,6 +114,8 @@ const STATUS_REPLIES = new Map<string, Reply>(
   (['STORED', 'NOT_STORED', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED', 'OK'] as const)
     .map((status) => [status, Object.freeze({ type: 'status', status })])
 )
+/** The reply of nearly every set, kept at hand: not looked up in a Map per reply. */
+const STORED_REPLY = STATUS_REPLIES.get('STORED') as Reply
 
 /** Which status words each reply kind may receive (errors are always allowed). */
 const ALLOWED_STATUS: Record<ReplyKind, ReadonlySet<string>> = {
@@ -134,20 +136,24 @@ const indexOf = Buffer.prototype.indexOf
 const copy = Buffer.prototype.copy
 const typedArraySet = Uint8Array.prototype.set
 
-const VALUE_PREFIX = Buffer.from('VALUE ')
-const END_LINE = Buffer.from('END')
-const STORED_LINE = Buffer.from('STORED')
+// The lines of every get and set reply, recognised by comparing bytes with
+// constants (a loop over a prefix Buffer would load each of its bytes too).
 
-function startsWith (buf: Buffer, start: number, end: number, prefix: Buffer): boolean {
-  if (end - start < prefix.length) return false
-  for (let i = 0; i < prefix.length; i++) {
-    if (buf[start + i] !== prefix[i]) return false
-  }
-  return true
+/** Whether `buf[start, end)` begins with `VALUE `. */
+function isValueLine (buf: Buffer, start: number, end: number): boolean {
+  return end - start >= 6 && buf[start] === 0x56 && buf[start + 1] === 0x41 && buf[start + 2] === 0x4c &&
+    buf[start + 3] === 0x55 && buf[start + 4] === 0x45 && buf[start + 5] === SPACE
 }
 
-function isLine (buf: Buffer, start: number, end: number, word: Buffer): boolean {
-  return end - start === word.length && startsWith(buf, start, end, word)
+/** Whether `buf[start, end)` is `END`. */
+function isEndLine (buf: Buffer, start: number, end: number): boolean {
+  return end - start === 3 && buf[start] === 0x45 && buf[start + 1] === 0x4e && buf[start + 2] === 0x44
+}
+
+/** Whether `buf[start, end)` is `STORED`. */
+function isStoredLine (buf: Buffer, start: number, end: number): boolean {
+  return end - start === 6 && buf[start] === 0x53 && buf[start + 1] === 0x54 && buf[start + 2] === 0x4f &&
+    buf[start + 3] === 0x52 && buf[start + 4] === 0x45 && buf[start + 5] === 0x44
 }
 
 /** Parses a decimal integer of at most 20 digits; -1 when it is not one. */
@@ -353,10 +359,10 @@ export class ReplyParser {
       return
     }
     if (expected === 'values') {
-      if (startsWith(buf, start, end, VALUE_PREFIX)) return this.valueHeader(buf, start + VALUE_PREFIX.length, end)
-      if (isLine(buf, start, end, END_LINE)) return this.sink.onReply(END_REPLY)
-    } else if (expected === 'store' && isLine(buf, start, end, STORED_LINE)) {
-      return this.sink.onReply(STATUS_REPLIES.get('STORED') as Reply)
+      if (isValueLine(buf, start, end)) return this.valueHeader(buf, start + 6, end)
+      if (isEndLine(buf, start, end)) return this.sink.onReply(END_REPLY)
+    } else if (expected === 'store' && isStoredLine(buf, start, end)) {
+      return this.sink.onReply(STORED_REPLY)
     }
     this.otherLine(buf.toString('latin1', start, end), expected)
   }
