@@ -251,6 +251,37 @@ test('parser: a large value in a read that fills little of its buffer is copied,
   assert.ok((received[0]?.buffer.byteLength ?? Infinity) <= Buffer.poolSize, 'copied into the shared pool, not a buffer of its own')
 })
 
+test('parser: a multi-value reply split into two reads at every byte offset gives the same values, and none changes when the read buffer takes the next read', () => {
+  // Values of VIEW_MIN_BYTES and more around small ones and a miss, with cas:
+  // every header, value and CRLF is cut at every byte once. Each read lands
+  // in one buffer as the connection's do, and that buffer is overwritten
+  // (the next read) unless the parser says it handed out a view of it.
+  const large = (fill: string): string => fill.repeat(VIEW_MIN_BYTES + 3)
+  const reply = `VALUE key:a 1 ${VIEW_MIN_BYTES + 3} 11\r\n${large('a')}\r\nVALUE key:b 0 2 12\r\nbb\r\n` +
+    `VALUE key:c 4294967295 ${VIEW_MIN_BYTES + 3} 13\r\n${large('c')}\r\nEND\r\n`
+  const bytes = Buffer.from(reply)
+  const expected = [
+    { value: ['key:a', 1, large('a'), '11'] }, { value: ['key:b', 0, 'bb', '12'] }, { value: ['key:c', 4294967295, large('c'), '13'] }, end
+  ]
+  for (let cut = 1; cut < bytes.length; cut++) {
+    const sink = new RecordingSink(['values'])
+    const values: Buffer[] = []
+    const record = sink.onValue.bind(sink)
+    sink.onValue = (key, flags, value, cas) => { values.push(value); record(key, flags, value, cas) }
+    const parser = new ReplyParser(sink, LIMITS)
+    let readBuffer = Buffer.alloc(bytes.length)
+    for (const [from, to] of [[0, cut], [cut, bytes.length]] as const) {
+      const read = readBuffer.subarray(0, bytes.copy(readBuffer, 0, from, to))
+      parser.feed(read)
+      if (parser.takeViewed()) readBuffer = Buffer.alloc(bytes.length)
+      else readBuffer.fill(0x5a)
+    }
+    assert.deepEqual(sink.events, expected, `cut at ${cut}`)
+    assert.deepEqual(values.map((value) => value.toString('latin1')), [large('a'), 'bb', large('c')], `values kept intact, cut at ${cut}`)
+    assert.ok(parser.idle, `idle after END, cut at ${cut}`)
+  }
+})
+
 test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {
   const value = Buffer.alloc(1024 * 1024)
   for (let i = 0; i < value.length; i++) value[i] = (i * 7) & 0xff
