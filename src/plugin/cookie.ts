@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { Signer } from '@fastify/cookie'
 import type { SessionConfig } from './options.js'
 
@@ -14,8 +15,18 @@ const VERIFIED_CACHE_SIZE = 10_000
 export interface CookieId {
   /** The verified session id. */
   id: string
+  /** {@link idHash} of the id, computed once per verified value. */
+  hash: string
   /** Signed by an older secret: re-issue it signed by the newest. */
   renew: boolean
+}
+
+/**
+ * sha256 of a session id, hex: the tail of its store key, and what logs and
+ * traces show instead of the id.
+ */
+export function idHash (id: string): string {
+  return createHash('sha256').update(id).digest('hex')
 }
 
 /**
@@ -95,9 +106,9 @@ export class SessionCookies {
   private readonly attributes: string
   private readonly secure: boolean | 'auto'
   // Only values that verified are kept (forged ones never enter, so they
-  // cannot evict real ones), keyed by the signed pair `<name>=<value>`: a hit
-  // is the same name and value, hence the same HMAC result, even if a cache
-  // were ever shared between registrations. Oldest entry out first.
+  // cannot evict real ones), keyed by the value: the cache is this object's,
+  // so its cookie name is fixed, and a hit is the same name and value, hence
+  // the same HMAC result. Oldest entry out first.
   private readonly verified = new Map<string, Readonly<CookieId>>()
 
   constructor (config: SessionConfig) {
@@ -120,20 +131,20 @@ export class SessionCookies {
    * secret for this cookie name: either way the caller starts a fresh
    * session. The result is shared and frozen: the last
    * {@link VERIFIED_CACHE_SIZE} valid values are remembered, so a returning
-   * session costs no HMAC.
+   * session costs no HMAC and no hash of its id.
    */
   verify (value: string): CookieId | CookieRejection {
+    // A hit passed every check below when it entered.
+    const known = this.verified.get(value)
+    if (known !== undefined) return known
     if (value.length !== SIGNED_LENGTH || value[ID_LENGTH] !== '.') return 'malformed'
     const id = value.slice(0, ID_LENGTH)
     if (!ID.test(id)) return 'malformed'
-    const pair = this.signedPrefix + value
-    const known = this.verified.get(pair)
-    if (known !== undefined) return known
-    const result = this.signer.unsign(pair)
+    const result = this.signer.unsign(this.signedPrefix + value)
     if (!result.valid) return 'forged'
-    const cookie = Object.freeze({ id, renew: result.renew })
+    const cookie = Object.freeze({ id, hash: idHash(id), renew: result.renew })
     if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value as string)
-    this.verified.set(pair, cookie)
+    this.verified.set(value, cookie)
     return cookie
   }
 

@@ -1,7 +1,6 @@
 import { Buffer } from 'node:buffer'
-import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
-import { SessionCookies, type CookieId, type CookieRejection } from './cookie.js'
+import { SessionCookies, idHash, type CookieId, type CookieRejection } from './cookie.js'
 import { loadChannel, traceInstant, traceSettle, traceStart, type LoadOutcome, type SessionLoadTrace } from './diagnostics.js'
 import type { SessionConfig } from './options.js'
 import { decodeRecord, encodeRecord } from './record.js'
@@ -73,7 +72,7 @@ export class SessionManager implements SessionOps {
     // A malformed value is most often another app's cookie of the same name:
     // routine. A well-formed one that no secret signed was tampered with, or
     // signed by a secret since retired: worth a warning.
-    const sessionHash = reason === 'forged' ? createHash('sha256').update(value.slice(0, value.lastIndexOf('.'))).digest('hex') : undefined
+    const sessionHash = reason === 'forged' ? idHash(value.slice(0, value.lastIndexOf('.'))) : undefined
     if (sessionHash === undefined) log.debug(`${LOG}malformed session cookie ignored; starting a new session`)
     else this.forgedCookie(log, sessionHash)
     if (loadChannel.hasSubscribers) traceInstant({ sessionHash, reload: false, outcome: 'rejected', bytes: 0 })
@@ -100,7 +99,7 @@ export class SessionManager implements SessionOps {
 
   private load (request: FastifyRequest, cookie: CookieId): Promise<void> {
     const state = newState(this, request.log)
-    state.id = cookie.id
+    this.writer.useCookieId(state, cookie)
     if (!loadChannel.hasSubscribers) return this.loadInto(request, state, cookie, undefined)
     const trace: SessionLoadTrace = { sessionHash: this.writer.hashOf(state), reload: false, outcome: undefined, bytes: 0 }
     traceStart(loadChannel, trace)
@@ -115,11 +114,12 @@ export class SessionManager implements SessionOps {
       ? this.store.getAndTouch(key, this.loadTtl)
       : this.store.get(key)
     const found = await this.writer.call(state, 'load', pending)
-    const outcome = this.adopt(state, found, trace)
+    const now = nowSeconds()
+    const outcome = this.adopt(state, found, trace, now)
     if (found !== undefined && outcome === 'hit') {
       // Near the end of its absolute lifetime the record needs a shorter TTL
       // than the idle one it was just given: the response sets it.
-      markLoaded(state, found.value, found.version, cookie.renew, this.renewOnLoad && this.writer.ttlFor(state.createdAt) === this.loadTtl)
+      markLoaded(state, found.value, found.version, cookie.renew, this.renewOnLoad && this.writer.ttlFor(state.createdAt, now) === this.loadTtl)
     } else {
       if (outcome === 'expired') await this.discard(state, key)
       if (outcome !== 'invalid') {
@@ -195,14 +195,14 @@ export class SessionManager implements SessionOps {
 
   private async reloadInto (state: SessionState, trace: SessionLoadTrace | undefined): Promise<void> {
     const found = await this.writer.call(state, 'reload', this.store.get(this.writer.keyOf(state)))
-    if (found === undefined || this.adopt(state, found, trace) !== 'hit') markEmpty(state, 'lost')
+    if (found === undefined || this.adopt(state, found, trace, nowSeconds()) !== 'hit') markEmpty(state, 'lost')
     else markReloaded(state, found.value, found.version)
   }
 
   /** `request.session.save()`: writes now, changed or not. */
   async save (state: SessionState): Promise<void> {
-    if (isStored(state)) await this.writer.traced(state, async (trace) => { await this.writer.writeExisting(state, trace, undefined) })
-    else await this.writer.traced(state, async (trace) => { await this.writer.writeNew(state, trace) })
+    if (isStored(state)) await this.writer.traced(state, (trace) => this.writer.writeExisting(state, trace, undefined))
+    else await this.writer.traced(state, (trace) => this.writer.writeNew(state, trace))
   }
 
   /**
@@ -255,14 +255,14 @@ export class SessionManager implements SessionOps {
   private pendingWrite (state: SessionState): Promise<void> | undefined {
     switch (state.phase) {
       case 'unsaved':
-        return this.writer.traced(state, async (trace) => { await this.writer.writeNew(state, trace) })
+        return this.writer.traced(state, (trace) => this.writer.writeNew(state, trace))
       case 'fresh':
         // After destroy() nothing is written, even with saveUninitialized.
         if (!this.config.saveUninitialized || state.origin === 'replaced') return undefined
-        return this.writer.traced(state, async (trace) => { await this.writer.writeNew(state, trace) })
+        return this.writer.traced(state, (trace) => this.writer.writeNew(state, trace))
       case 'changed': {
         const value = encodeRecord(state.createdAt, state.maxAge, data(state))
-        if (value !== state.record) return this.writer.traced(state, async (trace) => { await this.writer.writeExisting(state, trace, value) })
+        if (value !== state.record) return this.writer.traced(state, (trace) => this.writer.writeExisting(state, trace, value))
         // Every change set a key back to what it was: like an untouched session.
         markUnchanged(state)
         return this.pendingRenewal(state)
@@ -275,12 +275,12 @@ export class SessionManager implements SessionOps {
 
   private pendingRenewal (state: SessionState): Promise<void> | undefined {
     if (state.renewed || !(this.config.rolling || state.touchRequested)) return undefined
-    return this.writer.traced(state, async (trace) => { await this.writer.renew(state, trace) })
+    return this.writer.traced(state, (trace) => this.writer.renew(state, trace))
   }
 
   /** Takes a loaded record's header when it is a live session record of ours. */
-  private adopt (state: SessionState, found: StoredRecord | undefined, trace: SessionLoadTrace | undefined): LoadOutcome {
-    const outcome = this.outcomeOf(state, found)
+  private adopt (state: SessionState, found: StoredRecord | undefined, trace: SessionLoadTrace | undefined, now: number): LoadOutcome {
+    const outcome = this.outcomeOf(state, found, now)
     if (trace !== undefined) {
       trace.outcome = outcome
       trace.bytes = found === undefined ? 0 : Buffer.byteLength(found.value)
@@ -288,14 +288,14 @@ export class SessionManager implements SessionOps {
     return outcome
   }
 
-  private outcomeOf (state: SessionState, found: StoredRecord | undefined): LoadOutcome {
+  private outcomeOf (state: SessionState, found: StoredRecord | undefined, now: number): LoadOutcome {
     if (found === undefined) return 'miss'
     const record = decodeRecord(found.value)
     if (record === undefined) {
       state.log.warn({ session: this.writer.hashOf(state) }, `${LOG}ignoring a stored value that is not a session record`)
       return 'invalid'
     }
-    if (this.expired(record.createdAt)) return 'expired'
+    if (this.expired(record.createdAt, now)) return 'expired'
     state.json = record.json
     state.data = undefined
     state.createdAt = record.createdAt
@@ -303,8 +303,8 @@ export class SessionManager implements SessionOps {
     return 'hit'
   }
 
-  /** The absolute lifetime of a session created at `createdAt` (Unix seconds) is over. */
-  private expired (createdAt: number): boolean {
-    return nowSeconds() - createdAt >= this.config.absoluteTtl
+  /** The absolute lifetime of a session created at `createdAt` (Unix seconds) is over at `now`. */
+  private expired (createdAt: number, now = nowSeconds()): boolean {
+    return now - createdAt >= this.config.absoluteTtl
   }
 }

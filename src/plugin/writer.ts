@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { idHash, type CookieId } from './cookie.js'
 import { saveChannel, traceSettle, traceStart, type SessionSaveTrace } from './diagnostics.js'
 import { SessionError, storeError } from './errors.js'
 import type { SessionConfig } from './options.js'
@@ -20,10 +21,6 @@ const MAX_BACKOFF = 100
 // with new ids is for correctness, never expected to loop.
 const MAX_ADD_ATTEMPTS = 3
 const LOG = 'fastify-memcached-session: '
-
-function sha256 (text: string): string {
-  return createHash('sha256').update(text).digest('hex')
-}
 
 /** What a write does with its trace: fill in the outcome, bytes and attempts when there is one. */
 export type Write = (trace: SessionSaveTrace | undefined) => Promise<void>
@@ -81,8 +78,14 @@ export class SessionWriter {
 
   /** `prefix + sha256(id)`, computed once per id (drawing the id of a new session). */
   keyOf (state: SessionState): string {
-    state.key ??= this.config.prefix + sha256(state.id ?? this.assignId(state))
+    state.key ??= this.config.prefix + idHash(state.id ?? this.assignId(state))
     return state.key
+  }
+
+  /** Takes a verified cookie's id, and its key from the hash the cookie carries (no sha256 per request). */
+  useCookieId (state: SessionState, cookie: CookieId): void {
+    state.id = cookie.id
+    state.key = this.config.prefix + cookie.hash
   }
 
   /** sha256 of the id, hex: the store key's tail and what logs and traces show instead of the id. */
@@ -90,15 +93,15 @@ export class SessionWriter {
     return this.keyOf(state).slice(this.config.prefix.length)
   }
 
-  /** Store TTL, seconds: the idle timeout, cut short by the absolute lifetime. */
-  ttlFor (createdAt: number): number {
-    const left = createdAt + this.config.absoluteTtl - nowSeconds()
+  /** Store TTL, seconds: the idle timeout, cut short by the absolute lifetime; `now` in Unix seconds. */
+  ttlFor (createdAt: number, now = nowSeconds()): number {
+    const left = createdAt + this.config.absoluteTtl - now
     return Math.max(1, Math.min(this.config.ttl, left))
   }
 
   /** Awaits a store call; a failure is logged, ends the request's store work, and becomes a {@link SessionError}. */
-  async call<T> (state: SessionState, action: string, pending: Promise<T>): Promise<T> {
-    return await this.callFor([state], action, pending)
+  call<T> (state: SessionState, action: string, pending: Promise<T>): Promise<T> {
+    return this.callFor([state], action, pending)
   }
 
   /** Runs a write, traced on {@link saveChannel} when anyone subscribes. */

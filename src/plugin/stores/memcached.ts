@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { MemcachedClient } from '../../protocol/client.js'
-import type { CasResult, ServerHealth } from '../../protocol/client.js'
+import type { CasItem, CasResult, ServerHealth } from '../../protocol/client.js'
 import { MemcachedError } from '../../protocol/errors.js'
 import {
   AT, LEGACY, TOMBSTONE, compare, decodeVersion, encodeCopy, encodeVersion, expiry, freshest, nowSeconds, parseCopy,
@@ -135,9 +135,13 @@ export class MemcachedStore implements SessionStore {
     return this.pending.size
   }
 
-  async get (key: string): Promise<StoredRecord | undefined> {
-    if (this.replicas === 1) return single(await this.client.gets(key))
-    return await this.getReplicated(key, undefined)
+  // With one copy each method is one client command (two for getAndTouch),
+  // passed on without an async frame of its own: the client's promises
+  // never throw synchronously, and neither does `saw`.
+
+  get (key: string): Promise<StoredRecord | undefined> {
+    if (this.replicas === 1) return this.client.gets(key).then(single)
+    return this.getReplicated(key, undefined)
   }
 
   /**
@@ -146,15 +150,52 @@ export class MemcachedStore implements SessionStore {
    * serve (it closes the connection on them). `touch` leaves the CAS unique
    * alone, so the version returned still guards a later `cas`.
    */
-  async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
+  getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
     this.saw(ttl)
-    if (this.replicas === 1) return single(await readAndTouch(this.client, key, ttl))
-    return await this.getReplicated(key, ttl)
+    if (this.replicas === 1) return readAndTouch(this.client, key, ttl).then(singleRead)
+    return this.getReplicated(key, ttl)
   }
 
-  async add (key: string, value: string, ttl: number): Promise<boolean> {
+  add (key: string, value: string, ttl: number): Promise<boolean> {
     this.saw(ttl)
-    if (this.replicas === 1) return await this.client.add(key, value, { ttl })
+    if (this.replicas === 1) return this.client.add(key, value, { ttl })
+    return this.addReplicated(key, value, ttl)
+  }
+
+  cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
+    this.saw(ttl)
+    if (this.replicas === 1) return this.client.cas(key, value, version, { ttl })
+    return this.casReplicated(key, value, version, ttl)
+  }
+
+  touch (key: string, ttl: number): Promise<boolean> {
+    this.saw(ttl)
+    if (this.replicas === 1) return this.client.touch(key, ttl)
+    return this.touchReplicated(key, ttl)
+  }
+
+  delete (key: string): Promise<boolean> {
+    if (this.replicas === 1) return this.client.delete(key)
+    return this.deleteReplicated(key)
+  }
+
+  /** Waits for the background repairs started so far (tests, shutdown). */
+  async settle (): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending)
+  }
+
+  /** Waits for background repairs, then closes the client if this store created it; a client passed in stays open. */
+  async close (): Promise<void> {
+    await this.settle()
+    if (this.ownsClient) await this.client.close()
+  }
+
+  /** Per-server health and round trip in ms, from {@link MemcachedClient.ping}; never rejects. */
+  async ping (): Promise<Record<string, ServerHealth>> {
+    return await this.client.ping()
+  }
+
+  private async addReplicated (key: string, value: string, ttl: number): Promise<boolean> {
     const servers = this.usable(this.replicaSet(key))
     const raw = encodeCopy(this.nextStamp(LEGACY), expiry(ttl), value)
     const results = await Promise.allSettled(servers.map(async (server) => await this.guard(server, this.view(server).add(key, raw, { ttl }))))
@@ -172,9 +213,7 @@ export class MemcachedStore implements SessionStore {
     return true
   }
 
-  async cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
-    this.saw(ttl)
-    if (this.replicas === 1) return await this.client.cas(key, value, version, { ttl })
+  private async casReplicated (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
     const { stamp, uniques } = decodeVersion(version)
     const next = this.nextStamp(stamp)
     const op: WriteOp = { key, raw: encodeCopy(next, expiry(ttl), value), ttl, expected: stamp, next }
@@ -213,13 +252,11 @@ export class MemcachedStore implements SessionStore {
     return await this.follow(op, committed, followers, uniques)
   }
 
-  async touch (key: string, ttl: number): Promise<boolean> {
-    this.saw(ttl)
-    if (this.replicas === 1) return await this.client.touch(key, ttl)
+  private async touchReplicated (key: string, ttl: number): Promise<boolean> {
     const all = this.replicaSet(key)
     const servers = this.usable(all)
     // The value read with the touch says whether a replica holds a tombstone.
-    const copies = await this.readAll(servers, async (view) => await readAndTouch(view, key, ttl))
+    const copies = await this.readAll(servers, async (view) => (await readAndTouch(view, key, ttl))[0])
     if (copies.some((copy) => copy.kind === 'dead')) {
       this.bury(key, servers, copies)
       return false
@@ -230,8 +267,7 @@ export class MemcachedStore implements SessionStore {
     return true
   }
 
-  async delete (key: string): Promise<boolean> {
-    if (this.replicas === 1) return await this.client.delete(key)
+  private async deleteReplicated (key: string): Promise<boolean> {
     const servers = this.usable(this.replicaSet(key))
     // A tombstone, not a delete: a replica that missed this (down, or
     // partitioned away) may come back holding the session, and the tombstone
@@ -250,27 +286,11 @@ export class MemcachedStore implements SessionStore {
     return found.includes('live') && !found.includes('dead')
   }
 
-  /** Waits for the background repairs started so far (tests, shutdown). */
-  async settle (): Promise<void> {
-    while (this.pending.size > 0) await Promise.all(this.pending)
-  }
-
-  /** Waits for background repairs, then closes the client if this store created it; a client passed in stays open. */
-  async close (): Promise<void> {
-    await this.settle()
-    if (this.ownsClient) await this.client.close()
-  }
-
-  /** Per-server health and round trip in ms, from {@link MemcachedClient.ping}; never rejects. */
-  async ping (): Promise<Record<string, ServerHealth>> {
-    return await this.client.ping()
-  }
-
   /** Reads every replica (renewing each to `ttl` seconds when given) and returns the freshest copy. */
   private async getReplicated (key: string, ttl: number | undefined): Promise<StoredRecord | undefined> {
     const all = this.replicaSet(key)
     const servers = this.usable(all)
-    const copies = await this.readAll(servers, async (view) => ttl === undefined ? await view.gets(key) : await readAndTouch(view, key, ttl))
+    const copies = await this.readAll(servers, async (view) => ttl === undefined ? await view.gets(key) : (await readAndTouch(view, key, ttl))[0])
     if (copies.some((copy) => copy.kind === 'dead')) {
       this.bury(key, servers, copies)
       return undefined
@@ -472,9 +492,13 @@ export class MemcachedStore implements SessionStore {
 }
 
 /** `gets` and `touch` queued in the same tick: the client writes them in one batch. */
-async function readAndTouch (client: MemcachedClient, key: string, ttl: number): Promise<{ value: Buffer, flags: number, cas: bigint } | undefined> {
-  const [item] = await Promise.all([client.gets(key), client.touch(key, ttl)])
-  return item
+function readAndTouch (client: MemcachedClient, key: string, ttl: number): Promise<[CasItem | undefined, boolean]> {
+  return Promise.all([client.gets(key), client.touch(key, ttl)])
+}
+
+/** The item of a single-copy {@link readAndTouch} as a record. */
+function singleRead ([item]: [CasItem | undefined, boolean]): StoredRecord | undefined {
+  return single(item)
 }
 
 /** A single-copy store's item as a record. */
