@@ -50,7 +50,7 @@ export class SessionManager implements SessionOps {
 
   /** A new, empty session; costs no crypto and no I/O. */
   fresh (log: FastifyBaseLogger): Session {
-    return new Session(newState(this, log))
+    return new Session(newState(this, log, nowSeconds()))
   }
 
   /**
@@ -98,7 +98,8 @@ export class SessionManager implements SessionOps {
   }
 
   private load (request: FastifyRequest, cookie: CookieId): Promise<void> {
-    const state = newState(this, request.log)
+    // The load's outcome sets the creation time: the record's, or now for an empty session.
+    const state = newState(this, request.log, 0)
     this.writer.useCookieId(state, cookie)
     if (!loadChannel.hasSubscribers) return this.loadInto(request, state, cookie, undefined)
     const trace: SessionLoadTrace = { sessionHash: this.writer.hashOf(state), reload: false, outcome: undefined, bytes: 0 }

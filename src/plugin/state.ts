@@ -90,8 +90,8 @@ export interface SessionState {
   touchRequested: boolean
 }
 
-/** A new, empty session with no cookie behind it. */
-export function newState (ops: SessionOps, log: FastifyBaseLogger): SessionState {
+/** A new, empty session with no cookie behind it, created at `createdAt` (Unix seconds). */
+export function newState (ops: SessionOps, log: FastifyBaseLogger, createdAt: number): SessionState {
   return {
     ops,
     log,
@@ -105,7 +105,7 @@ export function newState (ops: SessionOps, log: FastifyBaseLogger): SessionState
     json: undefined,
     data: undefined,
     changes: undefined,
-    createdAt: nowSeconds(),
+    createdAt,
     maxAge: undefined,
     maxAgeSet: false,
     version: undefined,
