@@ -350,8 +350,8 @@ export class MemcachedClient {
   }
 
   /** Stores only if `key` holds nothing; false when it exists (NOT_STORED). */
-  async add (key: string, value: Value, options?: StoreOptions): Promise<boolean> {
-    return await this.store('add', key, value, options, undefined, asStored)
+  add (key: string, value: Value, options?: StoreOptions): Promise<boolean> {
+    return this.store('add', key, value, options, undefined, asStored)
   }
 
   /** Stores only if `key` exists; false when it does not (NOT_STORED). */
@@ -373,9 +373,9 @@ export class MemcachedClient {
    * Stores only if nobody wrote `key` since the `gets` that returned `cas`:
    * 'stored', 'exists' (someone did), or 'not_found' (deleted or expired).
    */
-  async cas (key: string, value: Value, cas: bigint, options?: StoreOptions): Promise<CasResult> {
-    if (typeof cas !== 'bigint' || cas < 0n || cas > MAX_UINT64) throw new TypeError(`${PREFIX}cas must be a bigint from gets()`)
-    return await this.store('cas', key, value, options, cas, asCasResult)
+  cas (key: string, value: Value, cas: bigint, options?: StoreOptions): Promise<CasResult> {
+    if (typeof cas !== 'bigint' || cas < 0n || cas > MAX_UINT64) return Promise.reject(new TypeError(`${PREFIX}cas must be a bigint from gets()`))
+    return this.store('cas', key, value, options, cas, asCasResult)
   }
 
   /** Validates everything before queueing; rejects, never throws. */
@@ -397,10 +397,10 @@ export class MemcachedClient {
   // ---- other commands ----
 
   /** Deletes `key`; false when it did not exist. */
-  async delete (key: string): Promise<boolean> {
+  delete (key: string): Promise<boolean> {
     const connection = this.route(key)
-    if (connection instanceof MemcachedError) throw connection
-    return await this.request(connection, 'delete', commandLine('delete', key), undefined, 0, asFound)
+    if (connection instanceof MemcachedError) return Promise.reject(connection)
+    return this.request(connection, 'delete', `delete ${key}\r\n`, undefined, 0, asFound)
   }
 
   /** Adds `delta` to the unsigned 64-bit counter at `key` (wrapping at 2^64); undefined when `key` does not exist. */
@@ -424,11 +424,12 @@ export class MemcachedClient {
   }
 
   /** Resets the expiry of `key` to `ttl` seconds; false when `key` does not exist. */
-  async touch (key: string, ttl: number): Promise<boolean> {
+  touch (key: string, ttl: number): Promise<boolean> {
     const connection = this.route(key)
-    if (connection instanceof MemcachedError) throw connection
-    checkTtl(ttl)
-    return await this.request(connection, 'touch', commandLine('touch', key, exptime(ttl)), undefined, 0, asFound)
+    if (connection instanceof MemcachedError) return Promise.reject(connection)
+    const problem = ttlProblem(ttl)
+    if (problem !== undefined) return Promise.reject(new TypeError(`${PREFIX}${problem}`))
+    return this.request(connection, 'touch', `touch ${key} ${exptime(ttl)}\r\n`, undefined, 0, asFound)
   }
 
   /** `flush_all` on every server: every item becomes invalid. `MC_UNSUPPORTED` with `proxy: true`. */
