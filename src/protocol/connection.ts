@@ -66,26 +66,44 @@ const MAX_LINE = 8192
 
 let tickNow: number | undefined
 /**
- * Forgets `tickNow` in a microtask, through a resolved promise: Node's
+ * Connections whose batch is written at the end of this tick (see
+ * {@link Connection.scheduleFlush}): the first `flushesAtTickEnd` slots. The
+ * array is never truncated (`length = 0` drops its backing store, and the next
+ * push allocates one again).
+ */
+const flushAtTickEnd: Array<Connection | undefined> = []
+let flushesAtTickEnd = 0
+/**
+ * Queues {@link endTick} as a microtask, through a resolved promise: Node's
  * `queueMicrotask` allocates an AsyncResource and a bound function per
- * call, about 140 bytes more per command at one in flight.
+ * call, `setImmediate` and `process.nextTick` an object each plus async
+ * context bookkeeping (about 290 bytes a command at one in flight).
  */
 const RESOLVED = Promise.resolve()
 
 /**
  * `performance.now()`, read once per tick: requests queued together get the
  * same deadline, so a timeout fails them together (and it saves clock reads).
+ * The first read of a tick queues {@link endTick}, so every command is
+ * queued before the end of its tick is.
  */
 function now (): number {
   if (tickNow === undefined) {
     tickNow = performance.now()
-    RESOLVED.then(forgetTickNow)
+    RESOLVED.then(endTick)
   }
   return tickNow
 }
 
-function forgetTickNow (): void {
+/** The end of the tick: the clock is read afresh, and the batches of idle connections leave. */
+function endTick (): void {
   tickNow = undefined
+  for (let i = 0; i < flushesAtTickEnd; i++) {
+    const connection = flushAtTickEnd[i] as Connection
+    flushAtTickEnd[i] = undefined
+    connection.flushScheduledNow()
+  }
+  flushesAtTickEnd = 0
 }
 
 /** A FIFO that shifts in O(1) and compacts itself now and then. */
@@ -396,15 +414,29 @@ export class Connection implements ParserSink {
 
   // ---- writing ----
 
+  /**
+   * When the batch queued in this tick is written. Nothing in flight: the
+   * server is idle, so waiting gains nothing; the batch leaves at the end of
+   * the tick (the microtask queued by the tick's first command), still one
+   * write for everything queued in the tick. Replies pending: the batch
+   * waits for the end of the event loop's turn (`setImmediate`), gathering
+   * what every reply read in that turn sends next, one write for them all.
+   */
   private scheduleFlush (): void {
     if (this.flushScheduled) return
     this.flushScheduled = true
-    setImmediate(this.flushNow)
+    if (this.inflight.length === 0 && tickNow !== undefined) flushAtTickEnd[flushesAtTickEnd++] = this
+    else setImmediate(this.flushNow)
+  }
+
+  /** Runs the flush {@link scheduleFlush} scheduled. */
+  flushScheduledNow (): void {
+    this.flushScheduled = false
+    this.flush()
   }
 
   private readonly flushNow = (): void => {
-    this.flushScheduled = false
-    this.flush()
+    this.flushScheduledNow()
   }
 
   /** Writes every pending request that fits in flight, as one batch. */
