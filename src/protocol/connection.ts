@@ -236,13 +236,9 @@ export class Connection implements ParserSink {
   // ---- socket lifecycle ----
 
   private connect (): void {
+    const socket = this.openSocket()
+    if (socket === undefined) return
     this.state = 'connecting'
-    const { host, port } = this.options
-    // Plain TCP reads into a buffer of ours (no allocation and no stream
-    // machinery per read); TLS sockets deliver 'data' events.
-    const socket: net.Socket = this.options.tls === undefined
-      ? net.connect({ host, port, noDelay: true, onread: { buffer: this.nextReadBuffer, callback: (bytes, buffer) => this.onRead(socket, buffer, bytes) } })
-      : tls.connect({ ...this.options.tls, host, port })
     this.socket = socket
     this.openSockets++
     socket.once('close', () => {
@@ -258,6 +254,30 @@ export class Connection implements ParserSink {
     socket.on('drain', () => { if (socket === this.socket) this.flush() })
     socket.on('error', (error: Error) => this.lose(socket, this.socketError(error)))
     socket.on('close', () => this.lose(socket, new MemcachedError('MC_CONNECTION', `connection to ${this.server} closed`, { server: this.server })))
+  }
+
+  /**
+   * A new socket, or undefined when it cannot even be created: `tls.connect`
+   * throws at once on TLS options it cannot use (a `ca` of the wrong type, an
+   * unknown `minVersion`). Then every queued request fails with that error
+   * as the cause, and it counts as a failed connect.
+   */
+  private openSocket (): net.Socket | undefined {
+    const { host, port } = this.options
+    try {
+      // Plain TCP reads into a buffer of ours (no allocation and no stream
+      // machinery per read); TLS sockets deliver 'data' events.
+      const socket: net.Socket = this.options.tls === undefined
+        ? net.connect({ host, port, noDelay: true, onread: { buffer: this.nextReadBuffer, callback: (bytes, buffer) => this.onRead(socket, buffer, bytes) } })
+        : tls.connect({ ...this.options.tls, host, port })
+      return socket
+    } catch (error) {
+      const failure = this.socketError(error as Error)
+      this.failAll(this.pending, failure)
+      if (!this.closing) this.recordFailure(failure)
+      this.finishClose()
+      return undefined
+    }
   }
 
   private onRead (socket: net.Socket, buffer: Uint8Array, bytes: number): true {

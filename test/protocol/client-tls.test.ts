@@ -145,6 +145,18 @@ describe('TLS failures', () => {
     assert.equal(tlsCause(error).code, 'ERR_TLS_CERT_ALTNAME_INVALID', tlsCause(error).message)
   })
 
+  test('TLS options that tls.connect refuses at once reject every command MC_CONNECTION with that error as cause, never throwing synchronously', TEST, async () => {
+    // tls.connect throws these synchronously; once that escaped as a bare
+    // TypeError and left the connection "connecting" for good.
+    const unusable = newClient({ tls: { minVersion: 'TLSv9' as 'TLSv1.3' } })
+    let get: Promise<unknown> | undefined
+    assert.doesNotThrow(() => { get = unusable.get('tls:a') })
+    const { error } = await rejection(async () => await get, ['MC_CONNECTION'], 'get with unusable TLS options')
+    assert.equal(tlsCause(error).code, 'ERR_TLS_INVALID_PROTOCOL_VERSION', tlsCause(error).message)
+    // Later commands fail fast as well, instead of waiting for a connect that never began.
+    await rejection(async () => { await unusable.set('tls:b', 'x') }, ['MC_CONNECTION', 'MC_NO_SERVERS'], 'set with unusable TLS options')
+  })
+
   test('a plain client to the TLS port rejects MC_TIMEOUT or MC_CONNECTION within its timeout, and does not hang', TEST, async () => {
     const plain = newClient({})
     await rejection(async () => await plain.get('tls:a'), ['MC_TIMEOUT', 'MC_CONNECTION'], 'a plain get')
