@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
   MultiGet, SingleRequest, StorageLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
-  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type ItemResult
+  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type ItemResult, type Retrieval
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
 import { commandChannel, traceCommand, verbOf, type CommandTrace } from './diagnostics.js'
@@ -110,14 +110,18 @@ function status (reply: Parameters<Interpret<unknown>>[0]): Status | undefined {
 const asValue: Interpret<Buffer | undefined> = (reply, request, server) =>
   reply.type === 'end' ? request.items?.[0]?.value : replyError(reply, server)
 
-const itemValue: ItemResult<Buffer> = (item, copy) => copy ? Buffer.from(item.value) : item.value
+const itemValue: ItemResult<Buffer> = (value, _flags, _cas, copy) => copy ? Buffer.from(value) : value
 
-const casItem: ItemResult<CasItem> = (item, copy) => ({ value: itemValue(item, copy), flags: item.flags, cas: item.cas ?? 0n })
+const casItem: ItemResult<CasItem> = (value, flags, cas, copy) => ({ value: copy ? Buffer.from(value) : value, flags, cas: cas ?? 0n })
+
+/** The coalescing retrievals; a batch takes only callers of the same one. */
+const GET: Retrieval<Buffer> = { verb: 'get', result: itemValue }
+const GETS: Retrieval<CasItem> = { verb: 'gets', result: casItem }
 
 const asCasItem: Interpret<CasItem | undefined> = (reply, request, server) => {
   if (reply.type !== 'end') return replyError(reply, server)
   const item = request.items?.[0]
-  return item === undefined ? undefined : casItem(item, false)
+  return item === undefined ? undefined : casItem(item.value, item.flags, item.cas, false)
 }
 
 const asVoid: Interpret<undefined> = (reply, _request, server) =>
@@ -156,6 +160,27 @@ const asVersion: Interpret<string> = (reply, _request, server) =>
 
 const asStats: Interpret<Record<string, string>> = (reply, request, server) =>
   reply.type === 'end' ? { ...request.stats } : replyError(reply, server)
+
+/**
+ * The settling functions of the promise made last with {@link keepSettlers}
+ * as its executor. One module function is the executor of every command's
+ * promise: an arrow function per command costs a closure and its context
+ * (about 70 bytes a command). The caller takes them at once and calls
+ * {@link forgetSettlers}, so a settled promise and its value are not kept
+ * alive here.
+ */
+let keptResolve: (result: never) => void = forgetSettlers
+let keptReject: (error: MemcachedError) => void = forgetSettlers
+
+function keepSettlers (resolve: (result: never) => void, reject: (error: MemcachedError) => void): void {
+  keptResolve = resolve
+  keptReject = reject
+}
+
+function forgetSettlers (): void {
+  keptResolve = forgetSettlers
+  keptReject = forgetSettlers
+}
 
 function positiveInteger (name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback
@@ -262,21 +287,23 @@ export class MemcachedClient {
 
   /** The value stored under `key`, or undefined on a miss. */
   get (key: string): Promise<Buffer | undefined> {
-    return this.retrieve('get', key, itemValue, asValue)
+    return this.retrieve(GET, key, asValue)
   }
 
   /** The value, flags and cas unique of `key` (for {@link cas}), or undefined on a miss; coalesced like {@link get}. */
   gets (key: string): Promise<CasItem | undefined> {
-    return this.retrieve('gets', key, casItem, asCasItem)
+    return this.retrieve(GETS, key, asCasItem)
   }
 
   /** A single-key retrieval: coalesced with the tick's others, or on its own with `coalesceGets: false`. */
-  private retrieve<T> (verb: 'get' | 'gets', key: string, result: ItemResult<T>, interpret: Interpret<T | undefined>): Promise<T | undefined> {
+  private retrieve<T> (retrieval: Retrieval<T>, key: string, interpret: Interpret<T | undefined>): Promise<T | undefined> {
     const connection = this.route(key)
     if (connection instanceof MemcachedError) return Promise.reject(connection)
-    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine(verb, [key]), undefined, 0, interpret, key)
-    const promise = new Promise<T | undefined>((resolve, reject) => connection.sendRetrieval(verb, key, result, resolve, reject))
-    return commandChannel.hasSubscribers ? traceCommand(trace(verb, connection, 1, 0), promise) : promise
+    if (!this.coalesceGets) return this.request(connection, 'values', retrievalLine(retrieval.verb, [key]), undefined, 0, interpret, key)
+    const promise = new Promise<T | undefined>(keepSettlers)
+    connection.sendRetrieval(retrieval, key, keptResolve as (value: T | undefined) => void, keptReject)
+    forgetSettlers()
+    return commandChannel.hasSubscribers ? traceCommand(trace(retrieval.verb, connection, 1, 0), promise) : promise
   }
 
   /**
@@ -498,9 +525,9 @@ export class MemcachedClient {
    * command (no key) passes null and counts 0 keys in traces.
    */
   private request<T> (connection: Connection, kind: ReplyKind, head: string | StorageLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: string | null): Promise<T> {
-    const promise = new Promise<T>((resolve, reject) => {
-      connection.send(new SingleRequest(kind, head, body, bodySize, interpret, resolve, reject, wanted ?? undefined))
-    })
+    const promise = new Promise<T>(keepSettlers)
+    connection.send(new SingleRequest(kind, head, body, bodySize, interpret, keptResolve as (result: T) => void, keptReject, wanted ?? undefined))
+    forgetSettlers()
     if (!commandChannel.hasSubscribers) return promise
     const keys = wanted === null ? 0 : 1
     return traceCommand(trace(typeof head === 'string' ? verbOf(head) : head.verb, connection, keys, bodySize), promise)

@@ -214,6 +214,20 @@ export class RequestBatch {
     return written
   }
 
+  /** Appends `get|gets <key>\r\n` for one key: a request that matches its reply against the key itself needs no bytes back. */
+  retrievalOfKey (verb: 'get' | 'gets', key: string): void {
+    // At most 3 bytes of UTF-8 per UTF-16 unit; a space; CRLF.
+    this.reserve(verb.length + key.length * 3 + 3)
+    const buf = this.scratch
+    let pos = writeAscii(buf, this.used, verb)
+    buf[pos++] = 32
+    pos = writeKey(buf, pos, key)
+    buf[pos++] = 13
+    buf[pos++] = 10
+    this.total += pos - this.used
+    this.used = pos
+  }
+
   /** Appends a storage command's line. */
   storage (line: StorageLine): void {
     // verb, at most 3 bytes of UTF-8 per UTF-16 unit of the key, three 10-digit numbers, a 20-digit cas, spaces, CRLF
@@ -509,9 +523,10 @@ export class SingleRequest<T> implements Request {
   }
 }
 
+/** One caller of a key in a {@link GetBatch}, and the next caller of the same key. */
 interface GetWaiter<T> {
-  resolve: (result: T | undefined) => void
-  reject: (error: MemcachedError) => void
+  readonly resolve: (result: T | undefined) => void
+  readonly reject: (error: MemcachedError) => void
   /** Another caller of the same key in this batch. */
   next: GetWaiter<T> | undefined
 }
@@ -519,56 +534,89 @@ interface GetWaiter<T> {
 /** Keys per coalesced `get`: bounds the line and the reply a batch waits for. */
 export const MAX_BATCH_KEYS = 256
 
-/** What a coalesced retrieval resolves with; `copy` asks for a buffer of the caller's own. */
-export type ItemResult<T> = (item: Item, copy: boolean) => T
+/**
+ * What a coalesced retrieval resolves with, from a VALUE's fields (no item
+ * object per value); `copy` asks for a buffer of the caller's own.
+ */
+export type ItemResult<T> = (value: Buffer, flags: number, cas: bigint | undefined, copy: boolean) => T
+
+/** A kind of single-key retrieval that coalesces: the verb sent, and what a VALUE resolves as. */
+export interface Retrieval<T> {
+  readonly verb: 'get' | 'gets'
+  readonly result: ItemResult<T>
+}
+
+/** The keys of a {@link GetBatch} after its first, made when a second key joins. */
+interface OtherKeys<T> {
+  /** Every distinct key in the order they are sent; the array SentKeys holds, so it may grow until the batch is written. */
+  readonly keys: string[]
+  readonly sent: SentKeys
+  /** The callers of each key but the first; a key answered is set to undefined (a delete may shrink and reallocate the table). */
+  readonly waiters: Map<string, GetWaiter<T> | undefined>
+}
+
+/** {@link GetBatch} state bits. */
+const WRITTEN = 1
+/** The first key's VALUE arrived on the socket the batch was last written to. */
+const FIRST_CLAIMED = 2
+/** The first key's callers are settled. */
+const FIRST_SETTLED = 4
 
 /**
  * Single-key `get`s (or `gets`) that reach one server in the same tick, sent
  * as one multi-key command. Each caller still gets its own result, or
  * undefined on a miss.
+ *
+ * At low concurrency most batches hold one caller, so that case is one
+ * object of few fields (each is 8 bytes): the batch is its first caller's
+ * waiter (it holds `resolve`, `reject` and `next`) and matches its reply
+ * against its one key; the other keys' list, sent bytes and callers appear
+ * when a second key joins.
  */
-export class GetBatch<T> implements Request {
-  readonly kind = 'values'
+export class GetBatch<T> implements Request, GetWaiter<T> {
   deadline = 0
   callers = 1
-  /**
-   * The first key's callers; further distinct keys go to `others`. Most
-   * batches at low concurrency hold one key, and a Map costs about 350
-   * bytes a batch.
-   */
-  private first: GetWaiter<T> | undefined
-  /** The other keys' callers; a key answered is set to undefined (a delete may shrink and reallocate the table). */
-  private others: Map<string, GetWaiter<T> | undefined> | undefined
-  /** The distinct keys, in the order they are sent (an array literal: `[]` would grow to 17 slots at the first push). */
-  private readonly keys: string[]
-  private readonly sent: SentKeys
+  /** Further callers of the first key (this batch is the first). */
+  next: GetWaiter<T> | undefined = undefined
+  private state = 0
+  private others: OtherKeys<T> | undefined = undefined
 
   /** A batch of one caller of `firstKey`, the first of the tick. */
   constructor (
-    readonly verb: 'get' | 'gets',
-    private readonly result: ItemResult<T>,
+    readonly retrieval: Retrieval<T>,
     /** Queues a request on the same connection: where a failed batch's keys go again, one by one. */
     private readonly resend: (request: Request) => void,
     private readonly firstKey: string,
-    resolve: GetWaiter<T>['resolve'],
-    reject: GetWaiter<T>['reject']
-  ) {
-    this.first = { resolve, reject, next: undefined }
-    this.keys = [firstKey]
-    this.sent = new SentKeys(this.keys)
+    readonly resolve: GetWaiter<T>['resolve'],
+    readonly reject: GetWaiter<T>['reject']
+  ) {}
+
+  get kind (): 'values' { return 'values' }
+
+  /** Whether it takes no further key: written already (a batch sent again keeps its keys), or as many keys as a batch holds. */
+  get full (): boolean {
+    return (this.state & WRITTEN) !== 0 || (this.others !== undefined && this.others.keys.length >= MAX_BATCH_KEYS)
   }
 
-  /** Whether another distinct key still fits. */
-  get full (): boolean { return this.keys.length >= MAX_BATCH_KEYS }
+  /** The first key's callers, headed by this batch; undefined once settled. */
+  private get first (): GetWaiter<T> | undefined {
+    return (this.state & FIRST_SETTLED) === 0 ? this : undefined
+  }
 
   /** One more caller, of the same key or another. */
   add (key: string, resolve: GetWaiter<T>['resolve'], reject: GetWaiter<T>['reject']): void {
     const waiter: GetWaiter<T> = { resolve, reject, next: undefined }
     this.callers++
-    const first = key === this.firstKey ? this.first : (this.others ??= new Map()).get(key)
+    if (key === this.firstKey) {
+      waiter.next = this.next
+      this.next = waiter
+      return
+    }
+    const others = this.others ??= otherKeys(this.firstKey)
+    const first = others.waiters.get(key)
     if (first === undefined) {
-      (this.others as Map<string, GetWaiter<T> | undefined>).set(key, waiter)
-      this.keys.push(key)
+      others.waiters.set(key, waiter)
+      others.keys.push(key)
     } else {
       waiter.next = first.next
       first.next = waiter
@@ -576,28 +624,36 @@ export class GetBatch<T> implements Request {
   }
 
   encode (batch: RequestBatch): void {
-    this.sent.encode(batch, this.verb)
+    // Sent again (its first socket closed): the new reply starts from scratch.
+    this.state = (this.state | WRITTEN) & ~FIRST_CLAIMED
+    if (this.others === undefined) batch.retrievalOfKey(this.retrieval.verb, this.firstKey)
+    else this.others.sent.encode(batch, this.retrieval.verb)
   }
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
-    return this.sent.claim(buf, start, end)
+    if (this.others !== undefined) return this.others.sent.claim(buf, start, end)
+    // One key asked for, so one VALUE at most: a second one is a protocol error.
+    if ((this.state & FIRST_CLAIMED) !== 0 || !isKeyAt(buf, start, end, this.firstKey)) return undefined
+    this.state |= FIRST_CLAIMED
+    return this.firstKey
   }
 
   onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
     let waiter: GetWaiter<T> | undefined
     if (key === this.firstKey) {
       waiter = this.first
-      this.first = undefined
+      this.state |= FIRST_SETTLED
     } else {
-      waiter = this.others?.get(key)
-      this.others?.set(key, undefined)
+      const waiters = (this.others as OtherKeys<T>).waiters
+      waiter = waiters.get(key)
+      waiters.set(key, undefined)
     }
     // Answered already on a socket that closed before END; this is the batch sent again.
     if (waiter === undefined) return
-    const item: Item = { key, value, flags, cas }
-    waiter.resolve(this.result(item, false))
+    const result = this.retrieval.result
+    waiter.resolve(result(value, flags, cas, false))
     // Callers of the same key get their own copy, so one cannot change another's.
-    for (waiter = waiter.next as GetWaiter<T>; waiter !== undefined; waiter = waiter.next as GetWaiter<T>) waiter.resolve(this.result(item, true))
+    for (waiter = waiter.next; waiter !== undefined; waiter = waiter.next) waiter.resolve(result(value, flags, cas, true))
   }
 
   onStat (): void {}
@@ -616,12 +672,12 @@ export class GetBatch<T> implements Request {
   }
 
   private resendEach (waiting: Array<[string, GetWaiter<T>]>): void {
-    for (const [key, waiter] of waiting) this.resend(new KeyRetry(this.verb, key, waiter, this.result))
+    for (const [key, waiter] of waiting) this.resend(new KeyRetry(this.retrieval, key, waiter))
   }
 
   split (): Request[] | undefined {
-    if (this.keys.length === 1) return undefined
-    return this.unanswered().map(([key, waiter]) => new KeyRetry(this.verb, key, waiter, this.result))
+    if (this.others === undefined) return undefined
+    return this.unanswered().map(([key, waiter]) => new KeyRetry(this.retrieval, key, waiter))
   }
 
   fail (error: MemcachedError): void {
@@ -634,22 +690,34 @@ export class GetBatch<T> implements Request {
     }
   }
 
-  /** END: every key still waiting was a miss. */
+  /** END: every key still waiting was a miss. The hot path: it allocates nothing. */
   private settleAll (): void {
-    for (const [, waiter] of this.unanswered()) {
-      for (let next: GetWaiter<T> | undefined = waiter; next !== undefined; next = next.next) next.resolve(undefined)
-    }
+    resolveMissed(this.first)
+    this.state |= FIRST_SETTLED
+    this.others?.waiters.forEach(resolveMissed)
   }
 
   /** Every key not answered yet with its first caller; forgets them all. */
   private unanswered (): Array<[string, GetWaiter<T>]> {
     const waiting: Array<[string, GetWaiter<T>]> = []
-    if (this.first !== undefined) waiting.push([this.firstKey, this.first])
-    if (this.others !== undefined) for (const [key, waiter] of this.others) if (waiter !== undefined) waiting.push([key, waiter])
-    this.first = undefined
-    this.others = undefined
+    if (this.first !== undefined) waiting.push([this.firstKey, this])
+    this.state |= FIRST_SETTLED
+    if (this.others !== undefined) {
+      for (const [key, waiter] of this.others.waiters) if (waiter !== undefined) waiting.push([key, waiter])
+      this.others.waiters.clear()
+    }
     return waiting
   }
+}
+
+function otherKeys<T> (firstKey: string): OtherKeys<T> {
+  const keys = [firstKey]
+  return { keys, sent: new SentKeys(keys), waiters: new Map() }
+}
+
+/** Resolves a key's callers with a miss, unless it was answered (then it is undefined). */
+function resolveMissed<T> (first: GetWaiter<T> | undefined): void {
+  for (let waiter = first; waiter !== undefined; waiter = waiter.next) waiter.resolve(undefined)
 }
 
 /** One key of a {@link GetBatch} that failed as a whole, asked for again on its own, for all its callers. */
@@ -660,10 +728,9 @@ class KeyRetry<T> implements Request {
   private item: Item | undefined
 
   constructor (
-    private readonly verb: 'get' | 'gets',
+    private readonly retrieval: Retrieval<T>,
     private readonly key: string,
-    private readonly first: GetWaiter<T>,
-    private readonly result: ItemResult<T>
+    private readonly first: GetWaiter<T>
   ) {
     let callers = 0
     for (let waiter: GetWaiter<T> | undefined = first; waiter !== undefined; waiter = waiter.next) callers++
@@ -672,7 +739,7 @@ class KeyRetry<T> implements Request {
 
   encode (batch: RequestBatch): void {
     this.item = undefined
-    batch.line(retrievalLine(this.verb, [this.key]))
+    batch.retrievalOfKey(this.retrieval.verb, this.key)
   }
 
   claim (buf: Buffer, start: number, end: number): string | undefined {
@@ -690,7 +757,7 @@ class KeyRetry<T> implements Request {
     const item = this.item
     let copy = false
     for (let waiter: GetWaiter<T> | undefined = this.first; waiter !== undefined; waiter = waiter.next) {
-      waiter.resolve(item === undefined ? undefined : this.result(item, copy))
+      waiter.resolve(item === undefined ? undefined : this.retrieval.result(item.value, item.flags, item.cas, copy))
       copy = true
     }
   }

@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import tls from 'node:tls'
-import { GetBatch, RequestBatch, type ItemResult, type Request } from './commands.js'
+import { GetBatch, RequestBatch, type Request, type Retrieval } from './commands.js'
 import { MemcachedError } from './errors.js'
 import { ReplyParser, type ParserSink, type Reply, type ReplyKind } from './parser.js'
 
@@ -106,33 +106,59 @@ function endTick (): void {
   flushesAtTickEnd = 0
 }
 
-/** A FIFO that shifts in O(1) and compacts itself now and then. */
-class Fifo<T> {
-  private items: T[] = []
-  private head = 0
+/** Slots of a new {@link Fifo}, and the most an empty one keeps. */
+const FIFO_SLOTS = 16
+const FIFO_MAX_IDLE_SLOTS = 1024
 
-  get length (): number { return this.items.length - this.head }
-  peek (): T | undefined { return this.items[this.head] }
-  last (): T | undefined { return this.length > 0 ? this.items[this.items.length - 1] : undefined }
-  push (item: T): void { this.items.push(item) }
+/**
+ * A FIFO over a ring of slots (a power of two) that doubles when full: it
+ * allocates nothing while the queue stays within its size, where an array
+ * shifted from the front allocates as it grows and compacts. Emptied, it
+ * gives back what a burst made it grow to.
+ */
+class Fifo<T> {
+  private slots: Array<T | undefined> = new Array<T | undefined>(FIFO_SLOTS).fill(undefined)
+  private head = 0
+  private count = 0
+
+  get length (): number { return this.count }
+  peek (): T | undefined { return this.count > 0 ? this.slots[this.head] : undefined }
+  last (): T | undefined { return this.count > 0 ? this.slots[(this.head + this.count - 1) & (this.slots.length - 1)] : undefined }
+
+  push (item: T): void {
+    if (this.count === this.slots.length) this.grow()
+    this.slots[(this.head + this.count) & (this.slots.length - 1)] = item
+    this.count++
+  }
 
   shift (): T | undefined {
-    if (this.head >= this.items.length) return undefined
-    const item = this.items[this.head] as T
-    this.items[this.head++] = undefined as T
-    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
+    if (this.count === 0) return undefined
+    const item = this.slots[this.head]
+    this.slots[this.head] = undefined
+    this.head = (this.head + 1) & (this.slots.length - 1)
+    if (--this.count === 0 && this.slots.length > FIFO_MAX_IDLE_SLOTS) this.reset()
     return item
   }
 
   /** Empties the queue and returns what it held, oldest first. */
   drain (): T[] {
-    const items = this.items.slice(this.head)
-    this.items = []
-    this.head = 0
+    const items: T[] = []
+    for (let i = 0; i < this.count; i++) items.push(this.slots[(this.head + i) & (this.slots.length - 1)] as T)
+    this.reset()
     return items
+  }
+
+  private grow (): void {
+    const slots = new Array<T | undefined>(this.slots.length * 2).fill(undefined)
+    for (let i = 0; i < this.count; i++) slots[i] = this.slots[(this.head + i) & (this.slots.length - 1)]
+    this.slots = slots
+    this.head = 0
+  }
+
+  private reset (): void {
+    this.slots = new Array<T | undefined>(FIFO_SLOTS).fill(undefined)
+    this.head = 0
+    this.count = 0
   }
 }
 
@@ -192,16 +218,16 @@ export class Connection implements ParserSink {
    * keys while it is the last queued request, so program order holds: a get
    * after a set of the same key sees the set.
    */
-  sendRetrieval<T> (verb: 'get' | 'gets', key: string, result: ItemResult<T>, resolve: (value: T | undefined) => void, reject: (error: MemcachedError) => void): void {
+  sendRetrieval<T> (retrieval: Retrieval<T>, key: string, resolve: (value: T | undefined) => void, reject: (error: MemcachedError) => void): void {
     const refusal = this.refusal()
     if (refusal !== undefined) return reject(refusal)
     const tail = this.pending.last()
-    if (tail instanceof GetBatch && tail.verb === verb && !tail.full) {
+    if (tail instanceof GetBatch && tail.retrieval === retrieval && !tail.full) {
       (tail as GetBatch<T>).add(key, resolve, reject)
       this.outstanding++
       return
     }
-    this.enqueue(new GetBatch(verb, result, this.resend, key, resolve, reject))
+    this.enqueue(new GetBatch(retrieval, this.resend, key, resolve, reject))
   }
 
   /**
@@ -225,7 +251,8 @@ export class Connection implements ParserSink {
   }
 
   private enqueue (request: Request): void {
-    request.deadline = now() + this.options.timeout
+    // Whole milliseconds: a field that only ever holds small integers stores them unboxed.
+    request.deadline = Math.ceil(now() + this.options.timeout)
     this.pending.push(request)
     this.outstanding += request.callers
     if (this.timer === undefined) this.armTimer(this.options.timeout)
@@ -282,7 +309,7 @@ export class Connection implements ParserSink {
 
   private onRead (socket: net.Socket, buffer: Uint8Array, bytes: number): true {
     this.lastRead = bytes
-    if (socket === this.socket) this.parser.feed((buffer as Buffer).subarray(0, bytes))
+    if (socket === this.socket) this.parser.feed(buffer as Buffer, bytes)
     return true
   }
 

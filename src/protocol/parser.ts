@@ -246,21 +246,27 @@ export class ReplyParser {
     return (this.partialLine?.length ?? 0) + (this.value?.length ?? 0)
   }
 
-  feed (chunk: Buffer): void {
+  /**
+   * Parses the first `length` bytes of `chunk` (all of it by default): a
+   * socket's read buffer is fed as it is, with the length of the read, so no
+   * view of it is made per read.
+   */
+  feed (chunk: Buffer, length = chunk.length): void {
     if (this.failed) return
     let pos = 0
     if (this.partialLine !== undefined) {
-      const lf = chunk.indexOf(LF)
+      let lf = indexOf.call(chunk, LF, 0)
+      if (lf >= length) lf = -1
       if (lf === -1) {
-        this.keepPartial(Buffer.concat([this.partialLine, chunk]))
+        this.keepPartial(Buffer.concat([this.partialLine, chunk.subarray(0, length)]))
         return
       }
       const line = Buffer.concat([this.partialLine, chunk.subarray(0, lf + 1)])
       this.partialLine = undefined
-      this.consume(line, 0)
+      this.consume(line, 0, line.length)
       pos = lf + 1
     }
-    this.consume(chunk, pos)
+    this.consume(chunk, pos, length)
   }
 
   private keepPartial (bytes: Buffer): void {
@@ -272,20 +278,21 @@ export class ReplyParser {
     this.partialLine = Buffer.from(bytes)
   }
 
-  private consume (buf: Buffer, start: number): void {
+  /** Parses `buf[start, end)`; bytes past `end` are not the stream's. */
+  private consume (buf: Buffer, start: number, end: number): void {
     // Read once per chunk, not per value: `buf.buffer` is a C++ call, and
     // `byteOffset` a generic property load.
     const array = buf.buffer
     const offset = buf.byteOffset
     let pos = start
-    while (pos < buf.length && !this.failed) {
+    while (pos < end && !this.failed) {
       if (this.valueSize >= 0) {
-        pos = this.fillValue(buf, array, offset, pos)
+        pos = this.fillValue(buf, array, offset, pos, end)
         continue
       }
       const lf = indexOf.call(buf, LF, pos)
-      if (lf === -1) {
-        this.keepPartial(buf.subarray(pos))
+      if (lf === -1 || lf >= end) {
+        this.keepPartial(buf.subarray(pos, end))
         return
       }
       if (lf - pos > this.limits.maxLine + 1) {
@@ -307,18 +314,18 @@ export class ReplyParser {
    * this chunk, when the chunk fills most of its memory, is handed out as a
    * view of it (of `array`, its memory, where `buf` starts at `offset`),
    * without a copy; other values are copied, one split across chunks into
-   * its own buffer.
+   * its own buffer. The chunk's bytes end at `end`.
    */
-  private fillValue (buf: Buffer, array: ArrayBufferLike, offset: number, pos: number): number {
+  private fillValue (buf: Buffer, array: ArrayBufferLike, offset: number, pos: number, end: number): number {
     const size = this.valueSize
-    if (this.valueFilled === 0 && buf.length - pos >= size + 2) {
+    if (this.valueFilled === 0 && end - pos >= size + 2) {
       if (buf[pos + size] !== CR || buf[pos + size + 1] !== LF) {
         this.fail('VALUE data not followed by CRLF')
-        return buf.length
+        return end
       }
       this.valueSize = -1
       let value: Buffer
-      if (size >= VIEW_MIN_BYTES && buf.length >= array.byteLength * VIEW_MIN_FILL) {
+      if (size >= VIEW_MIN_BYTES && end >= array.byteLength * VIEW_MIN_FILL) {
         value = viewOf(array, offset + pos, size)
         this.viewed = true
       } else {
@@ -330,15 +337,15 @@ export class ReplyParser {
     }
     const value = this.value ??= Buffer.allocUnsafe(size)
     if (this.valueFilled < size) {
-      const copied = copy.call(buf, value, this.valueFilled, pos, Math.min(buf.length, pos + size - this.valueFilled))
+      const copied = copy.call(buf, value, this.valueFilled, pos, Math.min(end, pos + size - this.valueFilled))
       this.valueFilled += copied
       pos += copied
     }
-    while (this.valueFilled >= size && this.valueFilled < size + 2 && pos < buf.length) {
+    while (this.valueFilled >= size && this.valueFilled < size + 2 && pos < end) {
       const expected = this.valueFilled === size ? CR : LF
       if (buf[pos] !== expected) {
         this.fail('VALUE data not followed by CRLF')
-        return buf.length
+        return end
       }
       this.valueFilled++
       pos++

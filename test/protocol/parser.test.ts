@@ -282,6 +282,26 @@ test('parser: a multi-value reply split into two reads at every byte offset give
   }
 })
 
+test('parser: a read buffer fed with the length of each read parses only those bytes, whatever the buffer holds past them', () => {
+  // The connection feeds its reused read buffer as it is, with the read's
+  // length: older bytes lie past it, line ends among them.
+  const stream = Buffer.from(`VALUE k 0 5 9\r\nhello\r\nVALUE long 0 ${VIEW_MIN_BYTES}\r\n${'v'.repeat(VIEW_MIN_BYTES)}\r\nEND\r\nSTORED\r\n`)
+  const kinds: ReplyKind[] = ['values', 'store']
+  const expected = parse(kinds, [stream])
+  const stale = Buffer.from('END\r\nSTORED\r\nVALUE k 0 1\r\nx\r\n'.repeat(64))
+  for (let cut = 1; cut < stream.length; cut++) {
+    const sink = new RecordingSink([...kinds])
+    const parser = new ReplyParser(sink, LIMITS)
+    const readBuffer = Buffer.alloc(4096)
+    for (const piece of [stream.subarray(0, cut), stream.subarray(cut)]) {
+      stale.copy(readBuffer)
+      piece.copy(readBuffer)
+      parser.feed(readBuffer, piece.length)
+    }
+    assert.deepEqual(sink.events, expected, `split at ${cut}`)
+  }
+})
+
 test('parser: a 1 MiB value arriving in 64 KiB chunks is copied once and byte-exact', () => {
   const value = Buffer.alloc(1024 * 1024)
   for (let i = 0; i < value.length; i++) value[i] = (i * 7) & 0xff

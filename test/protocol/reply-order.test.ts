@@ -149,7 +149,7 @@ test('a coalesced get batch answered out of order settles each caller with its o
     const resend: Request[] = []
     const [first, ...rest] = ['a', 'bb', 'clé', 'd', 'a'] as const
     const resolveOf = (key: string) => (value: Buffer | undefined): void => { results.set(`${key}#${results.size}`, value?.toString()) }
-    const batch = new GetBatch<Buffer>('get', (item) => item.value, (request) => { resend.push(request) }, first, resolveOf(first), (error) => { throw error })
+    const batch = new GetBatch<Buffer>({ verb: 'get', result: (value) => value }, (request) => { resend.push(request) }, first, resolveOf(first), (error) => { throw error })
     for (const key of rest) batch.add(key, resolveOf(key), (error) => { throw error })
     batch.encode(new RequestBatch())
     assert.equal(feed(batch, pieces).protocolError, undefined, how)
@@ -170,7 +170,7 @@ test('a coalesced batch answered SERVER_ERROR (a proxy with a dead backend) asks
   const resend: Request[] = []
   const resolveOf = (key: string) => (value: Buffer | undefined): void => { settled.set(`${key}#${settled.size}`, `value ${String(value)}`) }
   const rejectOf = (key: string) => (error: MemcachedError): void => { settled.set(`${key}#${settled.size}`, error.code) }
-  const batch = new GetBatch<Buffer>('gets', (item) => item.value, (request) => { resend.push(request) }, 'a', resolveOf('a'), rejectOf('a'))
+  const batch = new GetBatch<Buffer>({ verb: 'gets', result: (value) => value }, (request) => { resend.push(request) }, 'a', resolveOf('a'), rejectOf('a'))
   for (const key of ['b', 'b', 'c']) batch.add(key, resolveOf(key), rejectOf(key))
   batch.encode(new RequestBatch())
   feed(batch, [Buffer.from('SERVER_ERROR Connection refused\r\n')])
