@@ -377,6 +377,9 @@ export class SentKeys {
    */
   private unanswered: Map<string, number[]> | undefined
 
+  /** Position in `keys` of the key the last successful {@link claim} returned. */
+  claimed = -1
+
   /** `keys` may still grow until the request is written (a coalesced batch). */
   constructor (readonly keys: readonly string[]) {}
 
@@ -412,6 +415,7 @@ export class SentKeys {
         if (i > this.next) this.pass(i)
         this.next = i + 1
         this.at = at + bytes + 1
+        this.claimed = i
         return key
       }
       at += bytes + 1
@@ -451,6 +455,7 @@ export class SentKeys {
     if (positions === undefined) return undefined
     const i = positions.shift() as number
     if (positions.length === 0) unanswered.delete(key)
+    this.claimed = i
     return this.keys[i]
   }
 }
@@ -546,13 +551,19 @@ export interface Retrieval<T> {
   readonly result: ItemResult<T>
 }
 
-/** The keys of a {@link GetBatch} after its first, made when a second key joins. */
+/**
+ * The keys of a {@link GetBatch} once a second one joins. A VALUE finds its
+ * callers by the position {@link SentKeys.claim} matched (an array index),
+ * not by key: the map is only for telling a repeated key at {@link GetBatch.add}.
+ */
 interface OtherKeys<T> {
   /** Every distinct key in the order they are sent; the array SentKeys holds, so it may grow until the batch is written. */
   readonly keys: string[]
   readonly sent: SentKeys
-  /** The callers of each key but the first; a key answered is set to undefined (a delete may shrink and reallocate the table). */
-  readonly waiters: Map<string, GetWaiter<T> | undefined>
+  /** Each key's callers, by position in `keys` (the first key's at 0 stay with the batch); undefined once settled. */
+  readonly waiters: Array<GetWaiter<T> | undefined>
+  /** Each key's position in `keys`. */
+  readonly positions: Map<string, number>
 }
 
 /** {@link GetBatch} state bits. */
@@ -613,11 +624,13 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
       return
     }
     const others = this.others ??= otherKeys(this.firstKey)
-    const first = others.waiters.get(key)
-    if (first === undefined) {
-      others.waiters.set(key, waiter)
+    const at = others.positions.get(key)
+    if (at === undefined) {
+      others.positions.set(key, others.keys.length)
       others.keys.push(key)
+      others.waiters.push(waiter)
     } else {
+      const first = others.waiters[at] as GetWaiter<T>
       waiter.next = first.next
       first.next = waiter
     }
@@ -638,15 +651,16 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
     return this.firstKey
   }
 
-  onValue (key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
+  onValue (_key: string, value: Buffer, flags: number, cas: bigint | undefined): void {
     let waiter: GetWaiter<T> | undefined
-    if (key === this.firstKey) {
+    const at = this.others === undefined ? 0 : this.others.sent.claimed
+    if (at === 0) {
       waiter = this.first
       this.state |= FIRST_SETTLED
     } else {
       const waiters = (this.others as OtherKeys<T>).waiters
-      waiter = waiters.get(key)
-      waiters.set(key, undefined)
+      waiter = waiters[at]
+      waiters[at] = undefined
     }
     // Answered already on a socket that closed before END; this is the batch sent again.
     if (waiter === undefined) return
@@ -694,7 +708,8 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
   private settleAll (): void {
     resolveMissed(this.first)
     this.state |= FIRST_SETTLED
-    this.others?.waiters.forEach(resolveMissed)
+    const waiters = this.others?.waiters
+    if (waiters !== undefined) for (let at = 1; at < waiters.length; at++) resolveMissed(waiters[at])
   }
 
   /** Every key not answered yet with its first caller; forgets them all. */
@@ -703,8 +718,12 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
     if (this.first !== undefined) waiting.push([this.firstKey, this])
     this.state |= FIRST_SETTLED
     if (this.others !== undefined) {
-      for (const [key, waiter] of this.others.waiters) if (waiter !== undefined) waiting.push([key, waiter])
-      this.others.waiters.clear()
+      const { keys, waiters } = this.others
+      for (let at = 1; at < waiters.length; at++) {
+        const waiter = waiters[at]
+        if (waiter !== undefined) waiting.push([keys[at] as string, waiter])
+        waiters[at] = undefined
+      }
     }
     return waiting
   }
@@ -712,7 +731,7 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
 
 function otherKeys<T> (firstKey: string): OtherKeys<T> {
   const keys = [firstKey]
-  return { keys, sent: new SentKeys(keys), waiters: new Map() }
+  return { keys, sent: new SentKeys(keys), waiters: [undefined], positions: new Map([[firstKey, 0]]) }
 }
 
 /** Resolves a key's callers with a miss, unless it was answered (then it is undefined). */
