@@ -170,7 +170,7 @@ export class SessionManager implements SessionOps {
       }
       state.log.debug({ session: this.writer.hashOf(state) }, `${LOG}session regenerated; the old id is deleted`)
     }
-    markMoved(state)
+    markMoved(state, this.config.saveUninitialized)
   }
 
   /** `request.session.destroy()`. */

@@ -205,11 +205,12 @@ export function markUnchanged (state: SessionState): void {
 /**
  * Transition of `regenerate()` once the old record is deleted: the data (and
  * per-session maxAge) carried over wait to be written under a new id, and the
- * new session's lifetime starts now.
+ * new session's lifetime starts now. `storeEmpty` (`saveUninitialized`): the
+ * new session is stored even if nothing was carried, as a new visitor's is.
  */
-export function markMoved (state: SessionState): void {
+export function markMoved (state: SessionState, storeEmpty: boolean): void {
   const carries = Object.keys(data(state)).length > 0 || state.maxAge !== undefined
-  state.phase = carries ? 'unsaved' : 'fresh'
+  state.phase = carries || storeEmpty ? 'unsaved' : 'fresh'
   state.origin = 'replaced'
   state.id = undefined
   state.key = undefined

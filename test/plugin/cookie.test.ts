@@ -257,6 +257,28 @@ test('saveUninitialized: every visitor gets a stored session and a cookie', asyn
   assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: null, isNew: false })
 })
 
+test('saveUninitialized: regenerate() of an empty session stores the new one under a new id and deletes the old', async (t) => {
+  const { app, store } = await setup(t, { saveUninitialized: true })
+  app.post('/fresh-id', async (request) => {
+    await request.session.regenerate()
+    return { isNew: request.session.isNew }
+  })
+  const before = cookieOf(await app.inject({ url: '/peek' }))
+  store.reset()
+  const regenerated = await app.inject({ method: 'POST', url: '/fresh-id', cookies: { sid: before } })
+  assert.equal(regenerated.statusCode, 200)
+  const after = cookieOf(regenerated)
+  assert.notEqual(idOf(after), idOf(before))
+  assert.deepEqual(store.calls, { get: 1, add: 1, cas: 0, touch: 0, delete: 1 })
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: after } })).json(), { views: null, isNew: false })
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: before } })).json(), { views: null, isNew: true })
+  // A first visit that regenerates is stored too, as any first visit is.
+  store.reset()
+  const first = await app.inject({ method: 'POST', url: '/fresh-id' })
+  assert.deepEqual(store.calls, { get: 0, add: 1, cas: 0, touch: 0, delete: 0 })
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookieOf(first) } })).json(), { views: null, isNew: false })
+})
+
 test('hot path: no cookie costs no crypto; a cookie costs one HMAC and one SHA-256 the first time, none after', async (t) => {
   const { app } = await setup(t)
   const cookie = await login(app)
