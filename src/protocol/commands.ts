@@ -207,10 +207,7 @@ export class RequestBatch {
     const keysStart = pos
     pos += write.call(buf, line, pos, 'utf8')
     const written = subarray.call(buf, keysStart, pos)
-    buf[pos++] = 13
-    buf[pos++] = 10
-    this.total += pos - this.used
-    this.used = pos
+    this.endLine(pos)
     return written
   }
 
@@ -222,10 +219,15 @@ export class RequestBatch {
     let pos = writeAscii(buf, this.used, verb)
     buf[pos++] = 32
     pos = writeKey(buf, pos, key)
-    buf[pos++] = 13
-    buf[pos++] = 10
-    this.total += pos - this.used
-    this.used = pos
+    this.endLine(pos)
+  }
+
+  /** Ends the line being written at `pos` in `scratch` with CRLF, and counts it in. */
+  private endLine (pos: number): void {
+    this.scratch[pos] = 13
+    this.scratch[pos + 1] = 10
+    this.total += pos + 2 - this.used
+    this.used = pos + 2
   }
 
   /** Appends a storage command's line. */
@@ -246,10 +248,7 @@ export class RequestBatch {
       buf[pos++] = 32
       pos += write.call(buf, line.cas.toString(), pos, 'latin1')
     }
-    buf[pos++] = 13
-    buf[pos++] = 10
-    this.total += pos - this.used
-    this.used = pos
+    this.endLine(pos)
   }
 
   /**
