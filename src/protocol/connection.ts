@@ -189,11 +189,6 @@ export class Connection implements ParserSink {
   private lastError: MemcachedError | undefined
   /** Whether the current socket delivered a reply (the server behind it is alive). */
   private answeredOnSocket = false
-  /**
-   * A proxy closed a socket before it answered anything, and nothing was
-   * answered since: a second such close is a broken proxy, not a dead backend.
-   */
-  private proxyClosedUnanswered = false
   /** Reads already sent again after a proxy closed their socket: never a second time. */
   private readonly resentAfterClose = new WeakSet<Request>()
   private closing = false
@@ -352,13 +347,7 @@ export class Connection implements ParserSink {
     if (socket !== this.socket) return
     const wasReady = this.drop(socket)
     const cleanClose = wasReady && error.cause === undefined && error.code === 'MC_CONNECTION'
-    // twemproxy can close before the first reply on a socket, when what it
-    // got first was a multi-key get across a dead backend: once in a row
-    // that is still the proxy's close, and the reads go again key by key.
-    if (cleanClose && this.inflight.length > 0 && this.options.proxy && (this.answeredOnSocket || !this.proxyClosedUnanswered)) {
-      this.proxyClosedUnanswered = !this.answeredOnSocket
-      return this.closedByProxy(error)
-    }
+    if (cleanClose && this.inflight.length > 0 && this.options.proxy && this.answeredOnSocket) return this.closedByProxy(error)
     const cleanIdleClose = cleanClose && this.inflight.length === 0
     this.failAll(this.inflight, error)
     if (cleanIdleClose) {
@@ -540,7 +529,6 @@ export class Connection implements ParserSink {
     this.outstanding -= request.callers
     this.failures = 0
     this.answeredOnSocket = true
-    this.proxyClosedUnanswered = false
     request.complete(reply, this.server)
     if (this.pending.length > 0 && this.inflight.length === MAX_IN_FLIGHT - 1) this.scheduleFlush()
     this.endIfDone()

@@ -15,7 +15,6 @@ type Mode =
   | { kind: 'blackhole' }
   | { kind: 'garbage', bytes: Buffer }
   | { kind: 'resetAfter', limit: number }
-  | { kind: 'hangUp', left: number }
 
 interface Pair {
   client: net.Socket
@@ -65,12 +64,6 @@ export class FaultProxy {
   blackhole (): void { this.mode = { kind: 'blackhole' } }
   /** Answers each client chunk with `bytes` instead of forwarding it. */
   garbage (bytes: Buffer): void { this.mode = { kind: 'garbage', bytes } }
-
-  /**
-   * Ends (FIN, no reset) each of the next `times` connections on its first
-   * request, unanswered, as twemproxy may; the rest pass.
-   */
-  hangUp (times: number): void { this.mode = { kind: 'hangUp', left: times } }
 
   /** Forwards replies, but resets a connection once `limit` reply bytes have passed on it. */
   resetAfter (limit: number): void {
@@ -147,12 +140,7 @@ export class FaultProxy {
   private onClientData (pair: Pair, chunk: Buffer): void {
     this.fromClient += chunk.length
     const mode = this.mode
-    if (mode.kind === 'blackhole' || pair.client.writableEnded) return
-    if (mode.kind === 'hangUp' && mode.left > 0 && pair.upstream === undefined) {
-      mode.left--
-      pair.client.end()
-      return
-    }
+    if (mode.kind === 'blackhole') return
     if (mode.kind === 'garbage') {
       this.toClient(pair, async () => { this.send(pair, mode.bytes) })
       return
@@ -180,7 +168,6 @@ export class FaultProxy {
     switch (mode.kind) {
       case 'pass':
       case 'garbage':
-      case 'hangUp':
         this.toClient(pair, async () => { this.send(pair, chunk) })
         return
       case 'blackhole':

@@ -436,41 +436,6 @@ describe('garbage replies', () => {
   })
 })
 
-describe('a proxy that hangs up before its first reply (proxy: true)', () => {
-  const scope = new Scope()
-  after(async () => { await scope.close() })
-
-  // twemproxy can end a fresh connection before answering anything when the
-  // first request it read was a multi-key get across a dead backend.
-  test('once: the reads in flight go again on a new socket and succeed; a write in flight fails MC_CONNECTION, never replayed', TEST, async () => {
-    const { server, proxy } = await scope.backend()
-    const direct = scope.client([server.address])
-    await direct.set('hang:a', 'A')
-    await direct.set('hang:b', 'B')
-    const client = scope.client([proxy.address], { proxy: true, failures: 1 })
-    proxy.hangUp(1)
-    const [a, many, written] = await Promise.all([
-      settle(async () => await client.get('hang:a')),
-      settle(async () => await client.getMulti(['hang:a', 'hang:b'])),
-      settle(async () => { await client.set('hang:w', 'w') })
-    ])
-    assert.equal(a.ok ? String(a.value) : show(a.error), 'A')
-    assert.deepEqual(many.ok ? Object.fromEntries([...(many.value ?? [])].map(([key, value]) => [key, value.toString()])) : show(many.error), { 'hang:a': 'A', 'hang:b': 'B' })
-    assertRejected(written, ['MC_CONNECTION'], 'the set in flight when the proxy hung up')
-    assert.equal(proxy.connections, 2, 'one socket hung up, one new socket')
-    assert.deepEqual(client.liveServers, [proxy.address], 'the proxy stays on the ring (failures: 1)')
-  })
-
-  test('twice in a row with nothing answered: the proxy is broken, the reads fail MC_CONNECTION after one resend', TEST, async () => {
-    const { proxy } = await scope.backend()
-    const client = scope.client([proxy.address], { proxy: true })
-    proxy.hangUp(Number.POSITIVE_INFINITY)
-    const outcomes = await Promise.all(['hang:a', 'hang:b'].map(async (key) => await settle(async () => await client.get(key))))
-    for (const outcome of outcomes) assertRejected(outcome, ['MC_CONNECTION'], 'a get through a proxy that always hangs up')
-    assert.equal(proxy.connections, 2, 'sent again once, on one new socket, not in a loop')
-  })
-})
-
 describe('connection refused', () => {
   const scope = new Scope()
   after(async () => { await scope.close() })
