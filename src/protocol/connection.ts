@@ -140,6 +140,12 @@ class Fifo<T> {
     return item
   }
 
+  /** Whether any item satisfies `test`. */
+  some (test: (item: T) => boolean): boolean {
+    for (let i = 0; i < this.count; i++) if (test(this.slots[(this.head + i) & (this.slots.length - 1)] as T)) return true
+    return false
+  }
+
   /** Empties the queue and returns what it held, oldest first. */
   drain (): T[] {
     const items: T[] = []
@@ -347,7 +353,7 @@ export class Connection implements ParserSink {
     if (socket !== this.socket) return
     const wasReady = this.drop(socket)
     const cleanClose = wasReady && error.cause === undefined && error.code === 'MC_CONNECTION'
-    if (cleanClose && this.inflight.length > 0 && this.options.proxy && this.answeredOnSocket) return this.closedByProxy(error)
+    if (wasReady && this.proxyDroppedPipeline(error, cleanClose)) return this.closedByProxy(error)
     const cleanIdleClose = cleanClose && this.inflight.length === 0
     this.failAll(this.inflight, error)
     if (cleanIdleClose) {
@@ -371,9 +377,25 @@ export class Connection implements ParserSink {
   }
 
   /**
-   * A proxy that answered on this socket closed it with commands in flight:
-   * twemproxy does so right after the SERVER_ERROR for a multi-key get with
-   * a dead backend, dropping whatever was pipelined behind it. The proxy is
+   * Whether a proxy dropped the commands pipelined on a ready socket rather
+   * than died. twemproxy closes the connection after a multi-key get's
+   * SERVER_ERROR, dropping what was pipelined behind it: cleanly once it
+   * answered, or with a reset when those requests were still unread on its
+   * side (the kernel then sends RST and, on a loaded machine, the reset can
+   * discard the SERVER_ERROR before the client reads it). A reset counts only
+   * while some read in flight has not gone again yet: a proxy that resets
+   * every socket fails the second time and is counted as failing.
+   */
+  private proxyDroppedPipeline (error: MemcachedError, cleanClose: boolean): boolean {
+    if (!this.options.proxy || this.inflight.length === 0) return false
+    if (cleanClose) return this.answeredOnSocket
+    return isReset(error.cause) && this.inflight.some((request) => isRead(request) && !this.resentAfterClose.has(request))
+  }
+
+  /**
+   * A proxy dropped the commands in flight on this socket (see
+   * {@link proxyDroppedPipeline}): twemproxy does so right after the
+   * SERVER_ERROR for a multi-key get with a dead backend. The proxy is
    * alive, so this is no failure and starts no backoff. Reads in flight are
    * sent again, once, on a new socket, ahead of the queue; anything else may
    * have been applied, so it fails (never replay a write).
@@ -607,6 +629,12 @@ export class Connection implements ParserSink {
     this.state = 'closed'
     this.resolveClosed?.()
   }
+}
+
+/** Whether a socket error is the peer's reset, not a refused connect or a timeout. */
+function isReset (cause: unknown): boolean {
+  const code = (cause as NodeJS.ErrnoException | undefined)?.code
+  return code === 'ECONNRESET' || code === 'EPIPE'
 }
 
 /** Whether a request only reads, so sending it twice changes nothing. */
