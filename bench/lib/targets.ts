@@ -135,7 +135,13 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
     target('rw', 'ours-memcached', 'fastify-session-memory', 1.3, 'ours + memcached >= 1.3x @fastify/session + its MemoryStore'),
     target('rw', 'ours-memory', 'none', 0.6, 'ours + MemoryStore >= 0.6x no session'),
     target('rw', 'floor-memcached', 'ours-memory', NaN, 'the two-round-trip floor vs ours + MemoryStore: what two memcached round trips cost here'),
-    target('ro', 'floor-memcached', 'ours-memory', NaN, 'the one-round-trip floor vs ours + MemoryStore: what one memcached round trip costs here')
+    target('ro', 'floor-memcached', 'ours-memory', NaN, 'the one-round-trip floor vs ours + MemoryStore: what one memcached round trip costs here'),
+    // What the floor itself reaches against each peer: a target above it is
+    // out of reach for any store doing those round trips on this machine.
+    target('ro', 'floor-memcached', 'secure-session', NaN, 'the one-round-trip floor vs @fastify/secure-session: the most any memcached store reaches against the 0.85x target'),
+    target('rw', 'floor-memcached', 'secure-session', NaN, 'the two-round-trip floor vs @fastify/secure-session: the most any memcached store reaches against the 1.15x target'),
+    target('rw', 'floor-memcached', 'fastify-session-memcached', NaN, 'the two-round-trip floor vs @fastify/session + connect-memcached: the most any memcached store reaches against the 2x target'),
+    target('rw', 'floor-memcached', 'fastify-session-memory', NaN, 'the two-round-trip floor vs @fastify/session + its MemoryStore: the most any memcached store reaches against the 1.3x target')
   ]
 }
 
