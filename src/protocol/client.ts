@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
-  MultiGet, SingleRequest, StorageLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
+  MultiGet, SingleRequest, StorageLine, TouchLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
   touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type ItemResult, type Retrieval
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
@@ -456,7 +456,7 @@ export class MemcachedClient {
     if (connection instanceof MemcachedError) return Promise.reject(connection)
     const problem = ttlProblem(ttl)
     if (problem !== undefined) return Promise.reject(new TypeError(`${PREFIX}${problem}`))
-    return this.request(connection, 'touch', `touch ${key} ${exptime(ttl)}\r\n`, undefined, 0, asFound)
+    return this.request(connection, 'touch', new TouchLine(key, exptime(ttl)), undefined, 0, asFound)
   }
 
   /** `flush_all` on every server: every item becomes invalid. `MC_UNSUPPORTED` with `proxy: true`. */
@@ -524,7 +524,7 @@ export class MemcachedClient {
    * Queues one request. `wanted` names the key of a retrieval; a server
    * command (no key) passes null and counts 0 keys in traces.
    */
-  private request<T> (connection: Connection, kind: ReplyKind, head: string | StorageLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: string | null): Promise<T> {
+  private request<T> (connection: Connection, kind: ReplyKind, head: string | StorageLine | TouchLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: string | null): Promise<T> {
     const promise = new Promise<T>(keepSettlers)
     connection.send(new SingleRequest(kind, head, body, bodySize, interpret, keptResolve as (result: T) => void, keptReject, wanted ?? undefined))
     forgetSettlers()

@@ -103,6 +103,16 @@ export class StorageLine {
   ) {}
 }
 
+/**
+ * `touch <key> <exptime>\r\n` (protocol.txt, "Touch"), kept as fields and
+ * written straight into the batch like {@link StorageLine}: a session store
+ * sends one with nearly every load, so the line is not built as a string.
+ */
+export class TouchLine {
+  readonly verb = 'touch'
+  constructor (readonly key: string, readonly expiry: number) {}
+}
+
 /** Writes an ASCII word at `pos`, byte by byte (for a few bytes, cheaper than any copy call); returns the position after it. */
 function writeAscii (buf: Buffer, pos: number, word: string): number {
   for (let i = 0; i < word.length; i++) buf[pos + i] = word.charCodeAt(i)
@@ -248,6 +258,18 @@ export class RequestBatch {
       buf[pos++] = 32
       pos += write.call(buf, line.cas.toString(), pos, 'latin1')
     }
+    this.endLine(pos)
+  }
+
+  /** Appends a touch command's line. */
+  touch (line: TouchLine): void {
+    // `touch `, at most 3 bytes of UTF-8 per UTF-16 unit of the key, a space, a 10-digit exptime, CRLF
+    this.reserve(line.key.length * 3 + 20)
+    const buf = this.scratch
+    let pos = writeAscii(buf, this.used, 'touch ')
+    pos = writeKey(buf, pos, line.key)
+    buf[pos++] = 32
+    pos = writeDecimal(buf, pos, line.expiry)
     this.endLine(pos)
   }
 
@@ -481,7 +503,7 @@ export class SingleRequest<T> implements Request {
   constructor (
     readonly kind: ReplyKind,
     /** The request line: a string, or a storage command's fields. */
-    readonly head: string | StorageLine,
+    readonly head: string | StorageLine | TouchLine,
     private readonly body: Buffer | Uint8Array | string | undefined,
     private readonly bodySize: number,
     private readonly interpret: Interpret<T>,
@@ -494,8 +516,10 @@ export class SingleRequest<T> implements Request {
   encode (batch: RequestBatch): void {
     // Sent again (its first socket closed): what arrived on that one does not count.
     if (this.items !== undefined) this.items = undefined
-    if (typeof this.head === 'string') batch.line(this.head)
-    else batch.storage(this.head)
+    const head = this.head
+    if (typeof head === 'string') batch.line(head)
+    else if (head instanceof TouchLine) batch.touch(head)
+    else batch.storage(head)
     if (this.body !== undefined) batch.value(this.body, this.bodySize)
   }
 

@@ -116,6 +116,8 @@ const STATUS_REPLIES = new Map<string, Reply>(
 )
 /** The reply of nearly every set, kept at hand: not looked up in a Map per reply. */
 const STORED_REPLY = STATUS_REPLIES.get('STORED') as Reply
+/** The reply of nearly every touch (a session store renews on each load), kept at hand likewise. */
+const TOUCHED_REPLY = STATUS_REPLIES.get('TOUCHED') as Reply
 
 /** Which status words each reply kind may receive (errors are always allowed). */
 const ALLOWED_STATUS: Record<ReplyKind, ReadonlySet<string>> = {
@@ -154,6 +156,12 @@ function isEndLine (buf: Buffer, start: number, end: number): boolean {
 function isStoredLine (buf: Buffer, start: number, end: number): boolean {
   return end - start === 6 && buf[start] === 0x53 && buf[start + 1] === 0x54 && buf[start + 2] === 0x4f &&
     buf[start + 3] === 0x52 && buf[start + 4] === 0x45 && buf[start + 5] === 0x44
+}
+
+/** Whether `buf[start, end)` is `TOUCHED`. */
+function isTouchedLine (buf: Buffer, start: number, end: number): boolean {
+  return end - start === 7 && buf[start] === 0x54 && buf[start + 1] === 0x4f && buf[start + 2] === 0x55 &&
+    buf[start + 3] === 0x43 && buf[start + 4] === 0x48 && buf[start + 5] === 0x45 && buf[start + 6] === 0x44
 }
 
 /** Parses a decimal integer of at most 20 digits; -1 when it is not one. */
@@ -368,8 +376,10 @@ export class ReplyParser {
     if (expected === 'values') {
       if (isValueLine(buf, start, end)) return this.valueHeader(buf, start + 6, end)
       if (isEndLine(buf, start, end)) return this.sink.onReply(END_REPLY)
-    } else if (expected === 'store' && isStoredLine(buf, start, end)) {
-      return this.sink.onReply(STORED_REPLY)
+    } else if (expected === 'store') {
+      if (isStoredLine(buf, start, end)) return this.sink.onReply(STORED_REPLY)
+    } else if (expected === 'touch' && isTouchedLine(buf, start, end)) {
+      return this.sink.onReply(TOUCHED_REPLY)
     }
     this.otherLine(buf.toString('latin1', start, end), expected)
   }

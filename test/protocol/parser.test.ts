@@ -148,6 +148,18 @@ const fixtures: Fixture[] = [
     input: 'STORED\r\n',
     expected: [{ protocolError: 'unexpected reply "STORED" to a values command' }]
   },
+  {
+    name: 'TOUCHED answers a touch only',
+    kinds: ['store'],
+    input: 'TOUCHED\r\n',
+    expected: [{ protocolError: 'unexpected reply "TOUCHED" to a store command' }]
+  },
+  {
+    name: 'a touch reply that only begins with TOUCHED is a protocol error',
+    kinds: ['touch'],
+    input: 'TOUCHEDX\r\n',
+    expected: [{ protocolError: 'unexpected reply "TOUCHEDX" to a touch command' }]
+  },
   { name: 'LF without CR', kinds: ['store'], input: 'STORED\n', expected: [{ protocolError: 'reply line not terminated by CRLF' }] },
   {
     name: 'value not followed by CRLF',

@@ -1,0 +1,23 @@
+// Request lines written straight into the batch (not built as strings) must
+// be byte for byte what protocol.txt spells: compared here with the string
+// form, for ASCII and UTF-8 keys and every size of exptime.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { RequestBatch, SingleRequest, TouchLine } from '../../src/protocol/commands.js'
+
+function written (request: SingleRequest<boolean>): string {
+  const batch = new RequestBatch()
+  request.encode(batch)
+  const chunks = batch.take()
+  return (chunks === undefined ? Buffer.alloc(0) : Array.isArray(chunks) ? Buffer.concat(chunks) : chunks).toString('utf8')
+}
+
+test('a touch line is `touch <key> <exptime>\\r\\n` for ASCII and UTF-8 keys, relative and absolute exptimes', () => {
+  const noop = (): void => {}
+  for (const key of ['k', 'sess:0123456789abcdef', 'clé', '日本語', 'a'.repeat(250)]) {
+    for (const expiry of [0, 1, 9, 10, 86_400, 2_592_000, 4_102_444_800]) {
+      const request = new SingleRequest('touch', new TouchLine(key, expiry), undefined, 0, () => true, noop, noop)
+      assert.equal(written(request), `touch ${key} ${expiry}\r\n`, `${key} ${expiry}`)
+    }
+  }
+})
