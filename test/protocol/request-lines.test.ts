@@ -3,7 +3,7 @@
 // form, for ASCII and UTF-8 keys and every size of exptime.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { RequestBatch, SingleRequest, TouchLine } from '../../src/protocol/commands.js'
+import { RequestBatch, SingleRequest, StorageLine, TouchLine } from '../../src/protocol/commands.js'
 
 function written (request: SingleRequest<boolean>): string {
   const batch = new RequestBatch()
@@ -20,4 +20,15 @@ test('a touch line is `touch <key> <exptime>\\r\\n` for ASCII and UTF-8 keys, re
       assert.equal(written(request), `touch ${key} ${expiry}\r\n`, `${key} ${expiry}`)
     }
   }
+})
+
+test('a cas line carries the unique in decimal, exact across the double range and up to 2^64 - 1', () => {
+  const noop = (): void => {}
+  const uniques = [0n, 1n, 9n, 10n, 123_456_789n, 2n ** 53n - 1n, 2n ** 53n, 2n ** 53n + 1n, 10n ** 17n + 7n, 2n ** 64n - 1n]
+  for (const cas of uniques) {
+    const request = new SingleRequest('store', new StorageLine('cas', 'clé', 7, 86_400, 3, cas), 'abc', 3, () => true, noop, noop)
+    assert.equal(written(request), `cas clé 7 86400 3 ${cas}\r\nabc\r\n`, String(cas))
+  }
+  const set = new SingleRequest('store', new StorageLine('set', 'k', 0, 0, 1, undefined), 'v', 1, () => true, noop, noop)
+  assert.equal(written(set), 'set k 0 0 1\r\nv\r\n')
 })
