@@ -11,45 +11,63 @@
  * read-write one two. What a real client costs on top of this is its own
  * overhead; what this costs on top of MemoryStore is the network, the kernel
  * and the event loop.
+ *
+ * A second floor, {@link SessionWorkFloorStore}, makes memcached do the
+ * session's own work instead of a no-op: each load sends the `gets` and
+ * `touch` a store sends, each write a `set` of the record, still followed by
+ * one `mn` per tick whose `MN` marks the end of the tick's replies (found,
+ * not parsed). Its difference to the first is memcached's work for those
+ * commands, which shares a core with the load generator, and the bytes.
  */
 import { Buffer } from 'node:buffer'
 import { once } from 'node:events'
 import net from 'node:net'
 import type { CasResult, ServerHealth } from '../../src/protocol/client.js'
+import { exptime } from '../../src/protocol/commands.js'
 import { MemoryStore, type SessionStore, type StoredRecord } from '../../src/index.js'
 
 const NOOP = Buffer.from('mn\r\n')
 /** `MN\r\n`: every reply has this length, so replies are counted, not parsed. */
 const REPLY_BYTES = 4
+/** What ends the replies to a tick's commands in the session-work floor. */
+const MARKER = Buffer.from('MN\r\n')
 
 class RoundTrips {
   /** One batch per no-op written, oldest first: the callers its reply releases. */
   private written: Array<Array<() => void>> = []
   private queued: Array<() => void> = []
+  /** The session-work floor's commands of this tick, sent before its no-op. */
+  private commands = ''
   private flushScheduled = false
   private pendingBytes = 0
+  /** Session-work floor: bytes of {@link MARKER} that ended the last read. */
+  private markerBytes = 0
 
   private readonly socket: net.Socket
+  private readonly readBuffer = Buffer.allocUnsafe(64 * 1024)
 
-  private constructor (address: string) {
+  /** `withCommands`: callers send commands, whose replies end at the tick's `MN`; otherwise every reply is a bare `MN`. */
+  private constructor (address: string, withCommands: boolean) {
     const [host, port] = address.split(':') as [string, string]
     this.socket = net.connect({
       host,
       port: Number(port),
       noDelay: true,
-      onread: { buffer: Buffer.allocUnsafe(64 * 1024), callback: (bytes) => { this.onBytes(bytes); return true } }
+      onread: { buffer: this.readBuffer, callback: (bytes) => { if (withCommands) this.findMarkers(bytes); else this.onBytes(bytes); return true } }
     })
   }
 
-  static async connect (address: string): Promise<RoundTrips> {
-    const trips = new RoundTrips(address)
+  static async connect (address: string, withCommands = false): Promise<RoundTrips> {
+    const trips = new RoundTrips(address, withCommands)
     await once(trips.socket, 'connect')
     return trips
   }
 
-  async trip (): Promise<void> {
+  /** One round trip, with `commands` (session-work floor only) written ahead of the tick's no-op. */
+  async trip (commands = ''): Promise<void> {
     await new Promise<void>((resolve) => {
       this.queued.push(resolve)
+      this.commands += commands
       if (this.flushScheduled) return
       this.flushScheduled = true
       setImmediate(this.flush)
@@ -61,14 +79,55 @@ class RoundTrips {
     this.flushScheduled = false
     this.written.push(this.queued)
     this.queued = []
-    this.socket.write(NOOP)
+    if (this.commands === '') {
+      this.socket.write(NOOP)
+    } else {
+      this.socket.write(`${this.commands}mn\r\n`)
+      this.commands = ''
+    }
   }
 
   private onBytes (bytes: number): void {
     this.pendingBytes += bytes
-    for (; this.pendingBytes >= REPLY_BYTES; this.pendingBytes -= REPLY_BYTES) {
-      for (const resolve of this.written.shift() ?? []) resolve()
+    for (; this.pendingBytes >= REPLY_BYTES; this.pendingBytes -= REPLY_BYTES) this.release()
+  }
+
+  /**
+   * Session-work floor: each `MN\r\n` ends a tick's replies. No session
+   * record or reply line ends in `MN` (records end in `}`, VALUE lines in a
+   * digit), so it is found by searching, without parsing the replies; a
+   * marker may be split across reads.
+   */
+  private findMarkers (bytes: number): void {
+    const read = this.readBuffer.subarray(0, bytes)
+    let from = 0
+    if (this.markerBytes > 0) {
+      // The marker the last read ended with a part of: this read goes on with it, or it was none.
+      const rest = Math.min(MARKER.length - this.markerBytes, bytes)
+      if (read.compare(MARKER, this.markerBytes, this.markerBytes + rest, 0, rest) !== 0) {
+        this.markerBytes = 0
+      } else if ((this.markerBytes += rest) < MARKER.length) {
+        return
+      } else {
+        this.markerBytes = 0
+        this.release()
+        from = rest
+      }
     }
+    for (let at = read.indexOf(MARKER, from); at !== -1; at = read.indexOf(MARKER, from)) {
+      this.release()
+      from = at + MARKER.length
+    }
+    for (let kept = Math.min(MARKER.length - 1, bytes - from); kept > 0; kept--) {
+      if (read.compare(MARKER, 0, kept, bytes - kept, bytes) === 0) {
+        this.markerBytes = kept
+        break
+      }
+    }
+  }
+
+  private release (): void {
+    for (const resolve of this.written.shift() ?? []) resolve()
   }
 
   close (): void {
@@ -126,4 +185,65 @@ export class RoundTripFloorStore implements SessionStore {
     this.trips.close()
     await this.memory.close()
   }
+}
+
+/**
+ * A {@link SessionStore}: MemoryStore's answers, each load and each write
+ * after a memcached round trip that does the session's work: `gets` and
+ * `touch` for a load that renews, `gets` for one that does not, a `set` of
+ * the record for each write (`add` and `cas` alike), `delete` for a delete.
+ * The floor of a store whose client does nothing but write these commands
+ * and wait for memcached: what ours can reach on this machine.
+ */
+export class SessionWorkFloorStore implements SessionStore {
+  private readonly memory = new MemoryStore()
+
+  private constructor (private readonly trips: RoundTrips) {}
+
+  static async connect (address: string): Promise<SessionWorkFloorStore> {
+    return new SessionWorkFloorStore(await RoundTrips.connect(address, true))
+  }
+
+  async get (key: string): Promise<StoredRecord | undefined> {
+    await this.trips.trip(`gets ${key}\r\n`)
+    return await this.memory.get(key)
+  }
+
+  async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
+    await this.trips.trip(`gets ${key}\r\ntouch ${key} ${exptime(ttl)}\r\n`)
+    return await this.memory.getAndTouch(key, ttl)
+  }
+
+  async add (key: string, value: string, ttl: number): Promise<boolean> {
+    await this.trips.trip(setCommand(key, value, ttl))
+    return await this.memory.add(key, value, ttl)
+  }
+
+  async cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
+    await this.trips.trip(setCommand(key, value, ttl))
+    return await this.memory.cas(key, value, version, ttl)
+  }
+
+  /** No round trip of its own, as in {@link RoundTripFloorStore.touch}. */
+  async touch (key: string, ttl: number): Promise<boolean> {
+    return await this.memory.touch(key, ttl)
+  }
+
+  async delete (key: string): Promise<boolean> {
+    await this.trips.trip(`delete ${key}\r\n`)
+    return await this.memory.delete(key)
+  }
+
+  async ping (): Promise<Record<string, ServerHealth>> {
+    return {}
+  }
+
+  async close (): Promise<void> {
+    this.trips.close()
+    await this.memory.close()
+  }
+}
+
+function setCommand (key: string, value: string, ttl: number): string {
+  return `set ${key} 0 ${exptime(ttl)} ${Buffer.byteLength(value)}\r\n${value}\r\n`
 }

@@ -9,13 +9,14 @@ import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify'
 import { MemoryStore, memcachedSession } from '../../src/index.js'
-import { RoundTripFloorStore } from './floor-store.js'
+import { RoundTripFloorStore, SessionWorkFloorStore } from './floor-store.js'
 
 export type VariantId =
   | 'none'
   | 'ours-memcached'
   | 'ours-memory'
   | 'floor-memcached'
+  | 'floor-memcached-work'
   | 'fastify-session-memcached'
   | 'fastify-session-memory'
   | 'secure-session'
@@ -41,6 +42,13 @@ export const VARIANTS: readonly Variant[] = [
     cookieName: 'sid',
     needs: 'memcached',
     note: 'ours with MemoryStore, each load and each write first waiting for a memcached round trip (one on /ro, two on /rw; renewing rides with the load): one no-op (`mn`) per tick for all the calls of the tick, over a raw socket that parses nothing: what any memcached store pays at least on this machine'
+  },
+  {
+    id: 'floor-memcached-work',
+    label: 'floor: MemoryStore + memcached doing the session commands',
+    cookieName: 'sid',
+    needs: 'memcached',
+    note: 'the floor above, but each round trip makes memcached do what a session store asks of it: `gets` and `touch` per load, a `set` of the record per write, ahead of the tick\'s no-op (whose `MN` is found in the replies, not parsed): what ours can reach here; its gap to the floor above is memcached\'s work, on the load generator\'s core'
   },
   {
     id: 'fastify-session-memcached',
@@ -106,6 +114,12 @@ async function registerSessions (app: FastifyInstance, id: VariantId, backends: 
     }
     case 'floor-memcached': {
       const store = await RoundTripFloorStore.connect(need(backends.memcached, 'memcached'))
+      app.addHook('onClose', async () => { await store.close() })
+      await app.register(memcachedSession, { secret: SECRET, store })
+      return
+    }
+    case 'floor-memcached-work': {
+      const store = await SessionWorkFloorStore.connect(need(backends.memcached, 'memcached'))
       app.addHook('onClose', async () => { await store.close() })
       await app.register(memcachedSession, { secret: SECRET, store })
       return
