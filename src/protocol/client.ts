@@ -204,6 +204,12 @@ export class MemcachedClient {
   /** Whether the servers are proxies (the `proxy` option): what they do not serve is never sent. */
   readonly proxy: boolean
   private closed = false
+  /**
+   * The last key {@link keyProblem} accepted. A session store sends two or
+   * three commands for one key (`gets` and `touch`, then `cas`), usually the
+   * same string: checked once, compared (by reference, mostly) after that.
+   */
+  private checkedKey = ''
   /** Set on views made by {@link forServer}: every key goes to this server. */
   private pinned: ServerEntry | undefined
 
@@ -500,8 +506,11 @@ export class MemcachedClient {
   // ---- routing and failover ----
 
   private route (key: string): Connection | MemcachedError {
-    const problem = keyProblem(key)
-    if (problem !== undefined) return invalidKey(key, problem)
+    if (key !== this.checkedKey) {
+      const problem = keyProblem(key)
+      if (problem !== undefined) return invalidKey(key, problem)
+      this.checkedKey = key
+    }
     if (this.closed) return new MemcachedError('MC_CLOSED', 'the client is closed')
     if (this.pinned !== undefined) return this.pinned.connection
     const entry = this.ring.size === 1 && this.entries.length === 1 ? this.entries[0] : this.ring.get(key)

@@ -213,6 +213,21 @@ describe('bad input never reaches the wire', () => {
     assert.equal((await client.get('victim'))?.toString(), 'still here', 'no flush_all got through')
   })
 
+  test('a key checked once is not trusted for another: valid and invalid keys alternating are each judged on their own', async () => {
+    const writes = await captureWrites(async () => {
+      for (const key of badKeys) {
+        assert.equal(await client.touch('alternating', 10), false)
+        await rejectsWith(client.touch(key, 1), 'MC_INVALID_KEY')
+        await rejectsWith(client.touch(key, 1), 'MC_INVALID_KEY')
+        await rejectsWith(client.gets(key), 'MC_INVALID_KEY')
+      }
+    })
+    // The test runner's own IPC goes through sockets too: only commands count.
+    const commands = writes.map(String).filter((chunk) => /^(touch|gets|flush_all)\b/.test(chunk))
+    assert.equal(commands.length, badKeys.length)
+    assert.deepEqual(new Set(commands), new Set(['touch alternating 10\r\n']), 'only the valid key was written')
+  })
+
   test('the longest valid keys work: 250 ASCII bytes, 250 bytes of UTF-8', async () => {
     for (const key of ['k'.repeat(250), 'é'.repeat(125), 'clé:✓']) {
       await client.set(key, key)
