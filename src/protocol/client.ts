@@ -208,8 +208,9 @@ export class MemcachedClient {
    * The last key {@link keyProblem} accepted. A session store sends two or
    * three commands for one key (`gets` and `touch`, then `cas`), usually the
    * same string: checked once, compared (by reference, mostly) after that.
+   * Undefined at first: any string, even the empty one, is checked.
    */
-  private checkedKey = ''
+  private checkedKey: string | undefined
   /** Set on views made by {@link forServer}: every key goes to this server. */
   private pinned: ServerEntry | undefined
 

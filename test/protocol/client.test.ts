@@ -228,6 +228,18 @@ describe('bad input never reaches the wire', () => {
     assert.deepEqual(new Set(commands), new Set(['touch alternating 10\r\n']), 'only the valid key was written')
   })
 
+  test('a new client checks its very first key: every bad key, empty included, rejects MC_INVALID_KEY unsent', async () => {
+    for (const key of badKeys) {
+      const fresh = new MemcachedClient({ servers: [server.address] })
+      try {
+        const writes = await captureWrites(async () => { await rejectsWith(fresh.get(key), 'MC_INVALID_KEY') })
+        assert.equal(writes.length, 0, `nothing written for ${JSON.stringify(key)}`)
+      } finally {
+        await fresh.close()
+      }
+    }
+  })
+
   test('the longest valid keys work: 250 ASCII bytes, 250 bytes of UTF-8', async () => {
     for (const key of ['k'.repeat(250), 'é'.repeat(125), 'clé:✓']) {
       await client.set(key, key)
