@@ -153,6 +153,8 @@ export function commandLine (...words: ReadonlyArray<string | number | bigint>):
 }
 
 const SCRATCH_BYTES = 64 * 1024
+/** Flushes up to this many bytes, written from the start of the scratch buffer, go out through a view kept for their length. */
+const KEPT_VIEW_BYTES = 512
 /** Values at least this large go to the socket as they are instead of being copied. */
 const ZERO_COPY_BYTES = 64 * 1024
 
@@ -169,6 +171,26 @@ export class RequestBatch {
   private used = 0
   private chunks: Buffer[] = []
   private total = 0
+  /**
+   * Views of `scratch` from its start, by length, made once each: a flush
+   * that {@link rewind} started at the start of `scratch` is written through
+   * one of them instead of a new Buffer object per write.
+   */
+  private readonly keptViews: Array<Buffer | undefined> = new Array<Buffer | undefined>(KEPT_VIEW_BYTES + 1).fill(undefined)
+
+  /**
+   * Starts the next flush at the start of the scratch buffer again: for a
+   * caller that holds none of the bytes taken before any more, so they may
+   * be overwritten: its socket wrote them all, and no request in flight
+   * keeps them (see {@link retrieval}). Otherwise the bytes move on through
+   * the buffer, and one written is never written again.
+   */
+  rewind (): void {
+    if (this.used === this.start && this.chunks.length === 0) {
+      this.start = 0
+      this.used = 0
+    }
+  }
 
   /** Bytes written since the last {@link take}. */
   get size (): number { return this.total }
@@ -282,9 +304,14 @@ export class RequestBatch {
   take (): Buffer | Buffer[] | undefined {
     this.total = 0
     if (this.chunks.length === 0) {
-      if (this.used === this.start) return undefined
-      const only: Buffer = subarray.call(this.scratch, this.start, this.used)
-      this.start = this.used
+      const used = this.used
+      if (used === this.start) return undefined
+      if (this.start === 0 && used <= KEPT_VIEW_BYTES) {
+        this.start = used
+        return this.keptViews[used] ??= subarray.call(this.scratch, 0, used)
+      }
+      const only: Buffer = subarray.call(this.scratch, this.start, used)
+      this.start = used
       return only
     }
     this.cut()
@@ -304,6 +331,7 @@ export class RequestBatch {
     if (this.scratch.length - this.used >= bytes) return
     this.cut()
     this.scratch = Buffer.allocUnsafe(Math.max(SCRATCH_BYTES, bytes))
+    this.keptViews.fill(undefined)
     this.start = 0
     this.used = 0
   }
@@ -617,13 +645,40 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
 
   /** A batch of one caller of `firstKey`, the first of the tick. */
   constructor (
-    readonly retrieval: Retrieval<T>,
+    public retrieval: Retrieval<T>,
     /** Queues a request on the same connection: where a failed batch's keys go again, one by one. */
     private readonly resend: (request: Request) => void,
-    private readonly firstKey: string,
-    readonly resolve: GetWaiter<T>['resolve'],
-    readonly reject: GetWaiter<T>['reject']
+    private firstKey: string,
+    public resolve: GetWaiter<T>['resolve'],
+    public reject: GetWaiter<T>['reject']
   ) {}
+
+  /**
+   * Forgets the callers of a batch that END settled, so it can serve a new
+   * tick's first caller ({@link reuse}); false, and nothing forgotten, when
+   * it asked more than one key (its other keys' state is not worth keeping).
+   * Only for a batch no queue holds any more: nothing can answer it again.
+   */
+  release (): boolean {
+    if (this.others !== undefined) return false
+    this.next = undefined
+    this.resolve = settled
+    this.reject = settled
+    this.firstKey = ''
+    return true
+  }
+
+  /** A {@link release}d batch as a new batch of one caller of `firstKey`: a get at one in flight allocates no batch. */
+  reuse (retrieval: Retrieval<T>, firstKey: string, resolve: GetWaiter<T>['resolve'], reject: GetWaiter<T>['reject']): this {
+    this.retrieval = retrieval
+    this.firstKey = firstKey
+    this.resolve = resolve
+    this.reject = reject
+    this.deadline = 0
+    this.callers = 1
+    this.state = 0
+    return this
+  }
 
   get kind (): 'values' { return 'values' }
 
@@ -751,6 +806,9 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
     return waiting
   }
 }
+
+/** The callers of a released {@link GetBatch}: none, so whatever still calls them reaches nobody. */
+function settled (): void {}
 
 function otherKeys<T> (firstKey: string): OtherKeys<T> {
   const keys = [firstKey]

@@ -38,6 +38,8 @@ export interface ConnectionEvents {
 /** Written requests not yet answered, at most; beyond it requests wait in `pending`. */
 const MAX_IN_FLIGHT = 4096
 const BASE_BACKOFF = 50
+/** Answered batches a connection keeps for reuse: one suffices at one get in flight. */
+const MAX_SPARE_BATCHES = 8
 /**
  * Sizes of the buffer socket reads go into: it doubles while reads fill it
  * (more was waiting: fewer, larger reads) and goes back to the minimum when
@@ -180,6 +182,8 @@ export class Connection implements ParserSink {
   /** Callers not yet answered, queued and in flight (`maxQueue` counts these). */
   private outstanding = 0
   private readonly batch = new RequestBatch()
+  /** Answered single-key batches, for the next ticks' first gets (see {@link GetBatch.release}). */
+  private readonly spareBatches: Array<GetBatch<unknown>> = []
   private readonly parser: ReplyParser
   /** Where plain TCP sockets read into; replaced only when the parser handed out a view of it, or to resize it. */
   private readBuffer: Buffer | undefined
@@ -233,7 +237,8 @@ export class Connection implements ParserSink {
       this.outstanding++
       return
     }
-    this.enqueue(new GetBatch(retrieval, this.resend, key, resolve, reject))
+    const spare = this.spareBatches.pop() as GetBatch<T> | undefined
+    this.enqueue(spare !== undefined ? spare.reuse(retrieval, key, resolve, reject) : new GetBatch(retrieval, this.resend, key, resolve, reject))
   }
 
   /**
@@ -512,6 +517,10 @@ export class Connection implements ParserSink {
   private flush (): void {
     const socket = this.socket
     if (this.state !== 'ready' || socket === undefined || socket.writableNeedDrain) return
+    // Every byte written before has left (a plain socket holds a chunk only
+    // while its write is unfinished) and no request in flight matches its
+    // reply against the keys it was sent as: the batch may write over them.
+    if (this.inflight.length === 0 && this.options.tls === undefined && socket.writableLength === 0) this.batch.rewind()
     while (this.pending.length > 0 && this.inflight.length < MAX_IN_FLIGHT) {
       const request = this.pending.shift() as Request
       request.encode(this.batch)
@@ -552,8 +561,17 @@ export class Connection implements ParserSink {
     this.failures = 0
     this.answeredOnSocket = true
     request.complete(reply, this.server)
+    if (reply.type === 'end' && request instanceof GetBatch) this.spare(request)
     if (this.pending.length > 0 && this.inflight.length === MAX_IN_FLIGHT - 1) this.scheduleFlush()
     this.endIfDone()
+  }
+
+  /** Keeps a batch that END settled, now out of every queue, for a later tick (a few at most). */
+  private spare (batch: GetBatch<unknown>): void {
+    if (this.spareBatches.length >= MAX_SPARE_BATCHES || !batch.release()) return
+    // A batch sent again after a proxy closed its socket is remembered by identity.
+    if (this.options.proxy) this.resentAfterClose.delete(batch)
+    this.spareBatches.push(batch)
   }
 
   onProtocolError (message: string): void {

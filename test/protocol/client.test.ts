@@ -432,6 +432,48 @@ describe('pipelining', () => {
     assert.equal(second?.toString(), 'new')
   })
 
+  test('gets one tick at a time, each batch reused from the last answered one, resolve only their own caller: hits, misses, gets', async () => {
+    await Promise.all(Array.from({ length: 8 }, (_, i) => client.set(`seq:${i}`, `value-${i}`)))
+    for (let round = 0; round < 50; round++) {
+      for (let i = 0; i < 10; i++) {
+        // Keys 8 and 9 miss: a batch reused after a hit must not answer with it, nor the other way round.
+        const key = `seq:${(i * 7 + round) % 10}`
+        const n = Number(key.slice(4))
+        if (i % 3 === 0) assert.equal((await client.gets(key))?.value.toString(), n < 8 ? `value-${n}` : undefined, key)
+        else assert.equal((await client.get(key))?.toString(), n < 8 ? `value-${n}` : undefined, key)
+      }
+      // Two callers a tick apart: one batch in flight while the other is queued, answered in turn.
+      const [a, b] = await Promise.all([client.get(`seq:${round % 10}`), Promise.resolve().then(async () => await new Promise<void>((resolve) => setImmediate(resolve))).then(async () => await client.get(`seq:${(round + 1) % 10}`))])
+      assert.equal(a?.toString(), round % 10 < 8 ? `value-${round % 10}` : undefined)
+      assert.equal(b?.toString(), (round + 1) % 10 < 8 ? `value-${(round + 1) % 10}` : undefined)
+    }
+  })
+
+  test('closed loops of gets, each batch written while others are in flight, resolve with their own values', async () => {
+    // Replies of 2 KiB values arrive over several reads, and batches leave
+    // between them while earlier ones, matched against the bytes they were
+    // sent as, are still being answered.
+    const valueOf = (i: number): string => `value-${i}-`.padEnd(2048, String.fromCharCode(97 + i % 26))
+    await Promise.all(Array.from({ length: 256 }, (_, i) => client.set(`loop:${i}`, valueOf(i))))
+    await Promise.all(Array.from({ length: 128 }, async (_, loop) => {
+      for (let n = 0; n < 50; n++) {
+        const i = (loop * 31 + n) % 256
+        assert.equal((await client.get(`loop:${i}`))?.toString(), valueOf(i))
+      }
+    }))
+  })
+
+  test('requests of every length, flushed one tick at a time, reach the server as sent', async () => {
+    // Each flush of an idle socket writes from the start of one scratch buffer, through a view kept per length.
+    const lengths = Array.from({ length: 36 }, (_, i) => 1 + i * 7)
+    for (const length of lengths) {
+      const key = 'r'.repeat(length)
+      await client.set(key, `v${length}`)
+      assert.equal((await client.get(key))?.toString(), `v${length}`, `key of ${length} bytes`)
+    }
+    for (const length of lengths.reverse()) assert.equal((await client.get('r'.repeat(length)))?.toString(), `v${length}`, `key of ${length} bytes`)
+  })
+
   test('callers of the same key in one batch get separate buffers', async () => {
     await client.set('shared', 'abc')
     const [a, b] = await Promise.all([client.get('shared'), client.get('shared')])

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { GetBatch, MultiGet, RequestBatch, SingleRequest, type Request } from '../../src/protocol/commands.js'
-import type { MemcachedError } from '../../src/protocol/errors.js'
+import { MemcachedError } from '../../src/protocol/errors.js'
 import { ReplyParser, type ParserSink, type Reply } from '../../src/protocol/parser.js'
 import { seededRandom } from '../helpers/random.js'
 
@@ -189,4 +189,40 @@ test('a coalesced batch answered SERVER_ERROR (a proxy with a dead backend) asks
   feed(resend[1] as Request, [Buffer.from('SERVER_ERROR Connection refused\r\n')])
   feed(resend[2] as Request, [Buffer.from('END\r\n')])
   assert.deepEqual([...settled.values()].sort(), ['MC_SERVER_ERROR', 'MC_SERVER_ERROR', 'value A', 'value undefined'])
+})
+
+test('an answered single-key batch, released and reused, answers only its new caller', () => {
+  const calls: string[] = []
+  const resend: Request[] = []
+  const retrieval = { verb: 'get', result: (value: Buffer) => value } as const
+  const batch = new GetBatch<Buffer>(retrieval, (request) => { resend.push(request) }, 'a', (value) => { calls.push(`first ${String(value)}`) }, () => { calls.push('first rejected') })
+  batch.add('a', (value) => { calls.push(`second ${String(value)}`) }, () => { calls.push('second rejected') })
+  batch.encode(new RequestBatch())
+  feed(batch, [Buffer.from('VALUE a 0 1\r\nA\r\nEND\r\n')])
+  assert.equal(batch.release(), true)
+  batch.reuse(retrieval, 'b', (value) => { calls.push(`third ${String(value)}`) }, () => { calls.push('third rejected') })
+  assert.equal(batch.callers, 1)
+  assert.equal(batch.full, false, 'a reused batch takes keys again until written')
+  const out = new RequestBatch()
+  batch.encode(out)
+  assert.equal(String(out.take()), 'get b\r\n', 'only the new key is asked')
+  // The old key is not the new caller's: its VALUE is a protocol error, not an answer.
+  assert.equal(feed(batch, [Buffer.from('VALUE a 0 1\r\nA\r\nEND\r\n')]).protocolError, 'VALUE for key "a" that was not requested, or was already answered')
+  batch.fail(new MemcachedError('MC_CONNECTION', 'lost'))
+  assert.deepEqual(calls, ['first A', 'second A', 'third rejected'])
+  // Answered again with a miss after another reuse: only that caller resolves, with undefined.
+  assert.equal(batch.release(), true)
+  batch.reuse(retrieval, 'c', (value) => { calls.push(`fourth ${String(value)}`) }, () => { calls.push('fourth rejected') })
+  batch.encode(new RequestBatch())
+  feed(batch, [Buffer.from('END\r\n')])
+  assert.deepEqual(calls, ['first A', 'second A', 'third rejected', 'fourth undefined'])
+  assert.equal(resend.length, 0)
+})
+
+test('a batch of several keys is not kept for reuse', () => {
+  const batch = new GetBatch<Buffer>({ verb: 'get', result: (value) => value }, () => {}, 'a', () => {}, () => {})
+  batch.add('b', () => {}, () => {})
+  batch.encode(new RequestBatch())
+  feed(batch, [Buffer.from('END\r\n')])
+  assert.equal(batch.release(), false)
 })
