@@ -13,8 +13,11 @@
  *   node build/bench/micro.js [--rounds=7]
  */
 import { Buffer } from 'node:buffer'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { MultiGet, RequestBatch, SingleRequest, StorageLine } from '../src/protocol/commands.js'
+import { GetBatch, MultiGet, RequestBatch, SingleRequest, StorageLine, keyProblem, type Retrieval } from '../src/protocol/commands.js'
+import { MAX_READ_BYTES, MIN_READ_BYTES, readBufferSize } from '../src/protocol/connection.js'
 import { ReplyParser, type ParserSink, type Reply } from '../src/protocol/parser.js'
 import { median } from './lib/stats.js'
 
@@ -131,6 +134,148 @@ async function promisePerCommand (calls: number): Promise<number> {
   return calls
 }
 
+/** The reply memcached sends to `get k1 … kN` for `keys`, all hits, 1 KiB values. */
+function coalescedReply (keys: readonly string[]): Buffer {
+  const blocks = keys.map((key) => Buffer.concat([Buffer.from(`VALUE ${key} 0 ${VALUE.length}\r\n`), VALUE, Buffer.from('\r\n')]))
+  return Buffer.concat([...blocks, Buffer.from('END\r\n')])
+}
+
+/**
+ * The least JS any client with a promise-returning `get(key)` must run per
+ * coalesced key: `callers` closed loops each await one call, which keeps the
+ * key and the promise's resolve; once all are asked, one `get k1 … kN` line
+ * is encoded, its reply (in one read, in request order, trusted blindly:
+ * no key compared) is cut into a view per value, and each caller resolved
+ * with its own. No key validated, no caller bookkeeping beyond two arrays,
+ * no copy, no socket. Resolves with the calls made.
+ */
+function coalescedGetFloor (callers: number): (calls: number) => Promise<number> {
+  const keys = MULTI_KEYS_OF(callers)
+  const reply = coalescedReply(keys)
+  const array = reply.buffer
+  const offset = reply.byteOffset
+  const line = Buffer.allocUnsafe(4 + callers * 16 + 2)
+  return async (calls) => {
+    const asked: string[] = []
+    const waiting: Array<(value: Buffer) => void> = []
+    let left = calls
+    // As the client: the method returns the promise itself, not an async wrapper.
+    const get = (key: string): Promise<Buffer> => new Promise<Buffer>((resolve) => { asked.push(key); waiting.push(resolve) })
+    const loops = keys.map(async (key) => { while (left-- > 0) await get(key) })
+    let checksum = 0
+    while (waiting.length > 0) {
+      let pos = line.write('get', 0, 'latin1')
+      for (const key of asked) {
+        line[pos++] = 32
+        pos += line.write(key, pos, 'latin1')
+      }
+      line[pos++] = 13
+      line[pos++] = 10
+      checksum += pos
+      let at = 0
+      for (const resolve of waiting) {
+        const lf: number = indexOf.call(reply, 10, at)
+        let size = 0
+        for (let digit = lf - 2, scale = 1; reply[digit] !== 32; digit--, scale *= 10) size += ((reply[digit] as number) - 48) * scale
+        resolve(new View(array, offset + lf + 1, size))
+        at = lf + 1 + size + 2
+      }
+      asked.length = 0
+      waiting.length = 0
+      await callersAskAgain()
+    }
+    await Promise.all(loops)
+    if (checksum < 0) throw new Error('negative checksum')
+    return calls
+  }
+}
+
+/**
+ * The same calls through the client's own code, still without a socket:
+ * each call validates its key and joins the tick's {@link GetBatch} as
+ * `MemcachedClient.get` does; the batch is encoded into a
+ * {@link RequestBatch}, and its reply is fed to a {@link ReplyParser} from
+ * a read buffer of the size the connection would use, so values are copied
+ * or viewed as on a socket.
+ */
+function coalescedGetOurs (callers: number): (calls: number) => Promise<number> {
+  const keys = MULTI_KEYS_OF(callers)
+  const reply = coalescedReply(keys)
+  // Reads as the connection's buffer grows to them: up to MAX_READ_BYTES each.
+  let size = MIN_READ_BYTES
+  while (size < reply.length && size < MAX_READ_BYTES) size = readBufferSize(size, size)
+  const reads: Array<[Buffer, number]> = []
+  for (let at = 0; at < reply.length; at += size) {
+    const read = Buffer.allocUnsafeSlow(size)
+    reads.push([read, reply.copy(read, 0, at, at + size)])
+  }
+  const retrieval: Retrieval<Buffer> = { verb: 'get', result: (value, _flags, _cas, copy) => copy ? Buffer.from(value) : value }
+  const out = new RequestBatch()
+  let batch: GetBatch<Buffer> | undefined
+  const sink: ParserSink = {
+    expecting: () => 'values',
+    valueKey: (buf, start, end) => batch?.claim(buf, start, end),
+    onValue: (key, flags, value, cas) => { batch?.onValue(key, value, flags, cas) },
+    onStat: () => {},
+    onReply: (reply: Reply) => { batch?.complete(reply, 'micro') },
+    onProtocolError: (message) => { throw new Error(message) }
+  }
+  const parser = new ReplyParser(sink, { maxLine: 8192, maxValue: 1 << 20 })
+  const fail = (error: Error): void => { throw error }
+  const noResend = (): void => { throw new Error('resend') }
+  return async (calls) => {
+    let left = calls
+    let asked = 0
+    const get = (key: string): Promise<Buffer | undefined> => new Promise<Buffer | undefined>((resolve, reject) => {
+      if (keyProblem(key) !== undefined) return reject(new Error(key))
+      asked++
+      if (batch === undefined) batch = new GetBatch(retrieval, noResend, key, resolve, fail)
+      else batch.add(key, resolve, fail)
+    })
+    const loops = keys.map(async (key) => { while (left-- > 0) await get(key) })
+    while (asked > 0) {
+      batch?.encode(out)
+      out.take()
+      for (const [read, bytes] of reads) parser.feed(read, bytes)
+      batch = undefined
+      asked = 0
+      await callersAskAgain()
+    }
+    await Promise.all(loops)
+    return calls
+  }
+}
+
+/**
+ * Lets the callers' continuations run (each resumes from its await and asks
+ * again) in microtasks, without a turn of the event loop: that turn, its
+ * poll and the socket's system calls are in the ceiling's CPU already.
+ */
+async function callersAskAgain (): Promise<void> {
+  for (let hop = 0; hop < 4; hop++) await undefined
+}
+
+/** Calls per run of the coalesced cases. */
+const COALESCED_CALLS = 200_000
+
+const MULTI_KEYS_OF = (count: number): string[] => Array.from({ length: count }, (_, i) => `bench:get:${String(i).padStart(4, '0')}`)
+
+/**
+ * The batched ceiling's CPU per key at `inFlight`, in ns, from the last full
+ * run (`bench/results/full.json`); undefined when it has none.
+ */
+function batchedCeilingNs (inFlight: number): number | undefined {
+  try {
+    const full = JSON.parse(readFileSync(path.resolve(__dirname, '../../bench/results/full.json'), 'utf8')) as {
+      client?: { summary?: Array<{ scenario: string, client: string, cpuUs: number | null }> }
+    }
+    const row = full.client?.summary?.find((entry) => entry.scenario === `get-${inFlight}` && entry.client === 'ceiling-batched')
+    return typeof row?.cpuUs === 'number' ? row.cpuUs * 1000 : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** Median over rounds (after a warmup) of the ns per call of `run`; each round lasts about 300 ms. */
 function measure (run: () => number, rounds: number): number {
   let checksum = 0
@@ -175,6 +320,17 @@ async function main (): Promise<void> {
   process.stdout.write(`  ... and a Map of them by the caller's keys: ${perValue(measure(multiGetFloorCase('map'), rounds))}\n`)
   const promise = await measureAsync(async () => await promisePerCommand(200_000), rounds)
   process.stdout.write(`  a promise per command (made, resolved, awaited; 128 callers): ${promise.toFixed(0)} ns of CPU per command\n`)
+  process.stdout.write('coalesced gets, no socket: ns of CPU per key, and the most a client doing that much reaches of the batched ceiling (its CPU per key in full.json, plus this):\n')
+  // Runs of 200,000 calls: short ones at 16 callers measured the compiler's warmup, not the steady state.
+  for (const callers of [16, 128, 1024]) {
+    // Whole rounds: every batch asks every caller's key, as the reply answers them all.
+    const calls = Math.floor(COALESCED_CALLS / callers) * callers
+    const floor = await measureAsync(async () => await coalescedGetFloor(callers)(calls), rounds)
+    const ours = await measureAsync(async () => await coalescedGetOurs(callers)(calls), rounds)
+    const ceiling = batchedCeilingNs(callers)
+    const bound = (ns: number): string => ceiling === undefined ? '' : ` -> at most ${(ceiling / (ceiling + ns)).toFixed(2)}x`
+    process.stdout.write(`  ${callers} in flight: floor ${floor.toFixed(0)} ns${bound(floor)}; ours ${ours.toFixed(0)} ns${bound(ours)}${ceiling === undefined ? '' : ` (ceiling ${ceiling.toFixed(0)} ns per key)`}\n`)
+  }
 }
 
 main().catch((error: unknown) => {
