@@ -221,6 +221,11 @@ export class ReplyParser {
   private viewed = false
   /** Where the digits read by the last {@link number} end. */
   private numberEnd = 0
+  /** The view the last copied value was read through, and where it lies: see {@link copySource}. */
+  private keptSource: Uint8Array | undefined
+  private keptSourceArray: ArrayBufferLike | undefined
+  private keptSourceAt = -1
+  private keptSourceSize = -1
 
   constructor (private readonly sink: ParserSink, private readonly limits: ParserLimits) {}
 
@@ -338,7 +343,7 @@ export class ReplyParser {
         this.viewed = true
       } else {
         value = Buffer.allocUnsafe(size)
-        typedArraySet.call(value, new Uint8Array(array, offset + pos, size))
+        typedArraySet.call(value, this.copySource(array, offset + pos, size))
       }
       this.sink.onValue(this.valueKey, this.valueFlags, value, this.valueCas)
       return pos + size + 2
@@ -364,6 +369,24 @@ export class ReplyParser {
       this.sink.onValue(this.valueKey, this.valueFlags, value, this.valueCas)
     }
     return pos
+  }
+
+  /**
+   * A view of `size` bytes of `array` from `at`, to copy a value from
+   * (`TypedArray.prototype.set` reads a whole array; `Buffer.prototype.copy`
+   * makes the same view inside). The last one is kept and serves again when
+   * the next value lies at the same place with the same size, as at one get
+   * in flight with keys of one length and values of one size: no object per
+   * copy then. It is only ever read, so a value handed out is still a copy
+   * of its own.
+   */
+  private copySource (array: ArrayBufferLike, at: number, size: number): Uint8Array {
+    if (this.keptSource !== undefined && this.keptSourceAt === at && this.keptSourceSize === size && this.keptSourceArray === array) return this.keptSource
+    this.keptSourceArray = array
+    this.keptSourceAt = at
+    this.keptSourceSize = size
+    this.keptSource = new Uint8Array(array, at, size)
+    return this.keptSource
   }
 
   /** One complete line, `end` at its CR. */
