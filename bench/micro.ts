@@ -7,8 +7,10 @@
  *
  * Then the floors, which are not targets: the least work any client must do
  * in plain JS to hand out a 100-key get's values (the raw-socket ceiling does
- * none of it: it knows each reply's length in advance), and what a promise
- * per command costs (the raw writer has none).
+ * none of it: it knows each reply's length in advance), what a promise
+ * per command costs (the raw writer has none), and what a coalesced get
+ * costs per key, the least and ours, against the batched ceiling of the
+ * last full run.
  *
  *   node build/bench/micro.js [--rounds=7]
  */
@@ -260,20 +262,39 @@ const COALESCED_CALLS = 200_000
 
 const MULTI_KEYS_OF = (count: number): string[] => Array.from({ length: count }, (_, i) => `bench:get:${String(i).padStart(4, '0')}`)
 
-/**
- * The batched ceiling's CPU per key at `inFlight`, in ns, from the last full
- * run (`bench/results/full.json`); undefined when it has none.
- */
-function batchedCeilingNs (inFlight: number): number | undefined {
+/** The batched ceiling at some depth in the last full run (`bench/results/full.json`). */
+interface BatchedCeiling {
+  /** CPU per key, ns. */
+  cpuNs: number
+  /** Keys per second. */
+  keysPerSec: number
+}
+
+/** The batched ceiling at `inFlight` from the last full run; undefined when it has none. */
+function batchedCeiling (inFlight: number): BatchedCeiling | undefined {
   try {
     const full = JSON.parse(readFileSync(path.resolve(__dirname, '../../bench/results/full.json'), 'utf8')) as {
-      client?: { summary?: Array<{ scenario: string, client: string, cpuUs: number | null }> }
+      client?: { summary?: Array<{ scenario: string, client: string, cpuUs: number | null, opsPerSec: number | null }> }
     }
     const row = full.client?.summary?.find((entry) => entry.scenario === `get-${inFlight}` && entry.client === 'ceiling-batched')
-    return typeof row?.cpuUs === 'number' ? row.cpuUs * 1000 : undefined
+    if (typeof row?.cpuUs !== 'number' || typeof row.opsPerSec !== 'number') return undefined
+    return { cpuNs: row.cpuUs * 1000, keysPerSec: row.opsPerSec }
   } catch {
     return undefined
   }
+}
+
+/**
+ * What `ns` of JS per key on top of the batched ceiling's work leaves of it:
+ * by CPU time (the ceiling's CPU per key plus `ns`: the bench's "from CPU
+ * time" ratio), and by rate when that JS runs on the round trip's critical
+ * path, as in a closed loop where the next batch waits for the callers.
+ */
+function boundOf (ceiling: BatchedCeiling | undefined, ns: number): string {
+  if (ceiling === undefined) return ''
+  const byCpu = ceiling.cpuNs / (ceiling.cpuNs + ns)
+  const byRate = 1 / (1 + ns * 1e-9 * ceiling.keysPerSec)
+  return ` (at most ${byCpu.toFixed(2)}x by CPU time, ${byRate.toFixed(2)}x by rate)`
 }
 
 /** Median over rounds (after a warmup) of the ns per call of `run`; each round lasts about 300 ms. */
@@ -320,16 +341,16 @@ async function main (): Promise<void> {
   process.stdout.write(`  ... and a Map of them by the caller's keys: ${perValue(measure(multiGetFloorCase('map'), rounds))}\n`)
   const promise = await measureAsync(async () => await promisePerCommand(200_000), rounds)
   process.stdout.write(`  a promise per command (made, resolved, awaited; 128 callers): ${promise.toFixed(0)} ns of CPU per command\n`)
-  process.stdout.write('coalesced gets, no socket: ns of CPU per key, and the most a client doing that much reaches of the batched ceiling (its CPU per key in full.json, plus this):\n')
+  process.stdout.write('coalesced gets, no socket: ns of CPU per key, and what that much JS on top of the batched ceiling (full.json) leaves of it:\n')
   // Runs of 200,000 calls: short ones at 16 callers measured the compiler's warmup, not the steady state.
   for (const callers of [16, 128, 1024]) {
     // Whole rounds: every batch asks every caller's key, as the reply answers them all.
     const calls = Math.floor(COALESCED_CALLS / callers) * callers
     const floor = await measureAsync(async () => await coalescedGetFloor(callers)(calls), rounds)
     const ours = await measureAsync(async () => await coalescedGetOurs(callers)(calls), rounds)
-    const ceiling = batchedCeilingNs(callers)
-    const bound = (ns: number): string => ceiling === undefined ? '' : ` -> at most ${(ceiling / (ceiling + ns)).toFixed(2)}x`
-    process.stdout.write(`  ${callers} in flight: floor ${floor.toFixed(0)} ns${bound(floor)}; ours ${ours.toFixed(0)} ns${bound(ours)}${ceiling === undefined ? '' : ` (ceiling ${ceiling.toFixed(0)} ns per key)`}\n`)
+    const ceiling = batchedCeiling(callers)
+    const against = ceiling === undefined ? '' : `; ceiling ${ceiling.cpuNs.toFixed(0)} ns, ${Math.round(ceiling.keysPerSec).toLocaleString('en-US')} keys/s`
+    process.stdout.write(`  ${callers} in flight: floor ${floor.toFixed(0)} ns${boundOf(ceiling, floor)}; ours ${ours.toFixed(0)} ns${boundOf(ceiling, ours)}${against}\n`)
   }
 }
 
