@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import { MemcachedStore, type SessionStore } from '../src/index.js'
-import { RoundTripFloorStore, SessionWorkFloorStore } from './http/floor-store.js'
+import { FloorStore } from './http/floor-store.js'
 import { median } from './lib/stats.js'
 
 interface Item { value: string, cas: bigint }
@@ -109,8 +109,8 @@ async function openStore (kind: string): Promise<RenewingStore> {
   const server = new FakeMemcached()
   const fake = (options: { onread: OnRead }): FakeSocket => new FakeSocket(server, options.onread)
   ;(net as unknown as { connect: unknown }).connect = fake
-  if (kind === 'floor') return await RoundTripFloorStore.connect('127.0.0.1:11211')
-  if (kind === 'work') return await SessionWorkFloorStore.connect('127.0.0.1:11211')
+  if (kind === 'floor') return await FloorStore.bare('127.0.0.1:11211')
+  if (kind === 'work') return await FloorStore.sessionWork('127.0.0.1:11211')
   return new MemcachedStore({ servers: ['127.0.0.1:11211'] })
 }
 

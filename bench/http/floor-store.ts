@@ -12,7 +12,7 @@
  * overhead; what this costs on top of MemoryStore is the network, the kernel
  * and the event loop.
  *
- * A second floor, {@link SessionWorkFloorStore}, makes memcached do the
+ * A second floor, {@link FloorStore.sessionWork}, makes memcached do the
  * session's own work instead of a no-op: each load sends the `gets` and
  * `touch` a store sends, each write a `set` of the record, still followed by
  * one `mn` per tick whose `MN` marks the end of the tick's replies (found,
@@ -136,34 +136,66 @@ class RoundTrips {
   }
 }
 
-/** A {@link SessionStore}: MemoryStore's answers, each load and each write after one bare memcached round trip. */
-export class RoundTripFloorStore implements SessionStore {
+/** The commands a floor store has memcached run for each store call, ahead of the tick's no-op. */
+interface FloorWork {
+  load: (key: string) => string
+  loadAndRenew: (key: string, ttl: number) => string
+  write: (key: string, value: string, ttl: number) => string
+  remove: (key: string) => string
+}
+
+/** The bare floor: nothing but the tick's no-op. */
+const NO_WORK: FloorWork = { load: () => '', loadAndRenew: () => '', write: () => '', remove: () => '' }
+
+/**
+ * The session-work floor: `gets` and `touch` for a load that renews, `gets`
+ * for one that does not, a `set` of the record for each write (`add` and
+ * `cas` alike), `delete` for a delete.
+ */
+const SESSION_WORK: FloorWork = {
+  load: (key) => `gets ${key}\r\n`,
+  loadAndRenew: (key, ttl) => `gets ${key}\r\ntouch ${key} ${exptime(ttl)}\r\n`,
+  write: (key, value, ttl) => `set ${key} 0 ${exptime(ttl)} ${Buffer.byteLength(value)}\r\n${value}\r\n`,
+  remove: (key) => `delete ${key}\r\n`
+}
+
+/**
+ * A {@link SessionStore}: MemoryStore's answers, each load and each write
+ * after one memcached round trip per tick that does `work`.
+ */
+export class FloorStore implements SessionStore {
   private readonly memory = new MemoryStore()
 
-  private constructor (private readonly trips: RoundTrips) {}
+  private constructor (private readonly trips: RoundTrips, private readonly work: FloorWork) {}
 
-  static async connect (address: string): Promise<RoundTripFloorStore> {
-    return new RoundTripFloorStore(await RoundTrips.connect(address))
+  /** The floor of any memcached store: one bare round trip per load and per write. */
+  static async bare (address: string): Promise<FloorStore> {
+    return new FloorStore(await RoundTrips.connect(address), NO_WORK)
+  }
+
+  /** The floor of a store whose client does nothing but write the session's commands and wait: what ours can reach. */
+  static async sessionWork (address: string): Promise<FloorStore> {
+    return new FloorStore(await RoundTrips.connect(address, true), SESSION_WORK)
   }
 
   async get (key: string): Promise<StoredRecord | undefined> {
-    await this.trips.trip()
+    await this.trips.trip(this.work.load(key))
     return await this.memory.get(key)
   }
 
   /** The load that renews: one round trip, like any store that sends `gets` and `touch` together. */
   async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
-    await this.trips.trip()
+    await this.trips.trip(this.work.loadAndRenew(key, ttl))
     return await this.memory.getAndTouch(key, ttl)
   }
 
   async add (key: string, value: string, ttl: number): Promise<boolean> {
-    await this.trips.trip()
+    await this.trips.trip(this.work.write(key, value, ttl))
     return await this.memory.add(key, value, ttl)
   }
 
   async cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
-    await this.trips.trip()
+    await this.trips.trip(this.work.write(key, value, ttl))
     return await this.memory.cas(key, value, version, ttl)
   }
 
@@ -173,7 +205,7 @@ export class RoundTripFloorStore implements SessionStore {
   }
 
   async delete (key: string): Promise<boolean> {
-    await this.trips.trip()
+    await this.trips.trip(this.work.remove(key))
     return await this.memory.delete(key)
   }
 
@@ -185,65 +217,4 @@ export class RoundTripFloorStore implements SessionStore {
     this.trips.close()
     await this.memory.close()
   }
-}
-
-/**
- * A {@link SessionStore}: MemoryStore's answers, each load and each write
- * after a memcached round trip that does the session's work: `gets` and
- * `touch` for a load that renews, `gets` for one that does not, a `set` of
- * the record for each write (`add` and `cas` alike), `delete` for a delete.
- * The floor of a store whose client does nothing but write these commands
- * and wait for memcached: what ours can reach on this machine.
- */
-export class SessionWorkFloorStore implements SessionStore {
-  private readonly memory = new MemoryStore()
-
-  private constructor (private readonly trips: RoundTrips) {}
-
-  static async connect (address: string): Promise<SessionWorkFloorStore> {
-    return new SessionWorkFloorStore(await RoundTrips.connect(address, true))
-  }
-
-  async get (key: string): Promise<StoredRecord | undefined> {
-    await this.trips.trip(`gets ${key}\r\n`)
-    return await this.memory.get(key)
-  }
-
-  async getAndTouch (key: string, ttl: number): Promise<StoredRecord | undefined> {
-    await this.trips.trip(`gets ${key}\r\ntouch ${key} ${exptime(ttl)}\r\n`)
-    return await this.memory.getAndTouch(key, ttl)
-  }
-
-  async add (key: string, value: string, ttl: number): Promise<boolean> {
-    await this.trips.trip(setCommand(key, value, ttl))
-    return await this.memory.add(key, value, ttl)
-  }
-
-  async cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
-    await this.trips.trip(setCommand(key, value, ttl))
-    return await this.memory.cas(key, value, version, ttl)
-  }
-
-  /** No round trip of its own, as in {@link RoundTripFloorStore.touch}. */
-  async touch (key: string, ttl: number): Promise<boolean> {
-    return await this.memory.touch(key, ttl)
-  }
-
-  async delete (key: string): Promise<boolean> {
-    await this.trips.trip(`delete ${key}\r\n`)
-    return await this.memory.delete(key)
-  }
-
-  async ping (): Promise<Record<string, ServerHealth>> {
-    return {}
-  }
-
-  async close (): Promise<void> {
-    this.trips.close()
-    await this.memory.close()
-  }
-}
-
-function setCommand (key: string, value: string, ttl: number): string {
-  return `set ${key} 0 ${exptime(ttl)} ${Buffer.byteLength(value)}\r\n${value}\r\n`
 }

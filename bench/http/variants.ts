@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { FastifyInstance, FastifyPluginCallback, FastifyRequest } from 'fastify'
 import { MemoryStore, memcachedSession } from '../../src/index.js'
-import { RoundTripFloorStore, SessionWorkFloorStore } from './floor-store.js'
+import { FloorStore } from './floor-store.js'
 
 export type VariantId =
   | 'none'
@@ -113,13 +113,13 @@ async function registerSessions (app: FastifyInstance, id: VariantId, backends: 
       return
     }
     case 'floor-memcached': {
-      const store = await RoundTripFloorStore.connect(need(backends.memcached, 'memcached'))
+      const store = await FloorStore.bare(need(backends.memcached, 'memcached'))
       app.addHook('onClose', async () => { await store.close() })
       await app.register(memcachedSession, { secret: SECRET, store })
       return
     }
     case 'floor-memcached-work': {
-      const store = await SessionWorkFloorStore.connect(need(backends.memcached, 'memcached'))
+      const store = await FloorStore.sessionWork(need(backends.memcached, 'memcached'))
       app.addHook('onClose', async () => { await store.close() })
       await app.register(memcachedSession, { secret: SECRET, store })
       return
