@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import type tls from 'node:tls'
 import {
   MultiGet, SingleRequest, StorageLine, TouchLine, exptime, flagsProblem, invalidKey, keyProblem, replyError, retrievalLine,
-  touchRetrievalLine, commandLine, ttlProblem, valueSize, type Interpret, type ItemResult, type Retrieval
+  touchRetrievalLine, commandLine, ttlProblem, valueSize, type FieldLine, type Interpret, type ItemResult, type Retrieval
 } from './commands.js'
 import { Connection, type ConnectionEvents } from './connection.js'
 import { commandChannel, traceCommand, verbOf, type CommandTrace } from './diagnostics.js'
@@ -208,7 +208,7 @@ export class MemcachedClient {
    * The last key {@link keyProblem} accepted. A session store sends two or
    * three commands for one key (`gets` and `touch`, then `cas`), usually the
    * same string: checked once, compared (by reference, mostly) after that.
-   * Undefined at first: any string, even the empty one, is checked.
+   * Undefined at first, so every string is checked, the empty one included.
    */
   private checkedKey: string | undefined
   /** Set on views made by {@link forServer}: every key goes to this server. */
@@ -534,7 +534,7 @@ export class MemcachedClient {
    * Queues one request. `wanted` names the key of a retrieval; a server
    * command (no key) passes null and counts 0 keys in traces.
    */
-  private request<T> (connection: Connection, kind: ReplyKind, head: string | StorageLine | TouchLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: string | null): Promise<T> {
+  private request<T> (connection: Connection, kind: ReplyKind, head: string | FieldLine, body: Value | undefined, bodySize: number, interpret: Interpret<T>, wanted?: string | null): Promise<T> {
     const promise = new Promise<T>(keepSettlers)
     connection.send(new SingleRequest(kind, head, body, bodySize, interpret, keptResolve as (result: T) => void, keptReject, wanted ?? undefined))
     forgetSettlers()

@@ -87,12 +87,18 @@ export function valueSize (value: unknown): number {
   return -1
 }
 
+/** A request line kept as fields and written straight into the batch, never built as a string. */
+export interface FieldLine {
+  /** The command's verb, for traces. */
+  readonly verb: string
+  writeTo: (batch: RequestBatch) => void
+}
+
 /**
  * `<verb> <key> <flags> <exptime> <bytes> [<cas>]\r\n` (protocol.txt,
- * "Storage commands"), kept as fields and written straight into the batch:
- * the hottest request line is never built as a string.
+ * "Storage commands"): the hottest request line.
  */
-export class StorageLine {
+export class StorageLine implements FieldLine {
   constructor (
     readonly verb: 'set' | 'add' | 'replace' | 'append' | 'prepend' | 'cas',
     readonly key: string,
@@ -101,16 +107,19 @@ export class StorageLine {
     readonly bytes: number,
     readonly cas: bigint | undefined
   ) {}
+
+  writeTo (batch: RequestBatch): void { batch.storage(this) }
 }
 
 /**
- * `touch <key> <exptime>\r\n` (protocol.txt, "Touch"), kept as fields and
- * written straight into the batch like {@link StorageLine}: a session store
- * sends one with nearly every load, so the line is not built as a string.
+ * `touch <key> <exptime>\r\n` (protocol.txt, "Touch"): a session store
+ * sends one with nearly every load.
  */
-export class TouchLine {
+export class TouchLine implements FieldLine {
   readonly verb = 'touch'
   constructor (readonly key: string, readonly expiry: number) {}
+
+  writeTo (batch: RequestBatch): void { batch.touch(this) }
 }
 
 /** Writes an ASCII word at `pos`, byte by byte (for a few bytes, cheaper than any copy call); returns the position after it. */
@@ -530,8 +539,8 @@ export class SingleRequest<T> implements Request {
 
   constructor (
     readonly kind: ReplyKind,
-    /** The request line: a string, or a storage command's fields. */
-    readonly head: string | StorageLine | TouchLine,
+    /** The request line: a string, or a command's fields. */
+    readonly head: string | FieldLine,
     private readonly body: Buffer | Uint8Array | string | undefined,
     private readonly bodySize: number,
     private readonly interpret: Interpret<T>,
@@ -546,8 +555,7 @@ export class SingleRequest<T> implements Request {
     if (this.items !== undefined) this.items = undefined
     const head = this.head
     if (typeof head === 'string') batch.line(head)
-    else if (head instanceof TouchLine) batch.touch(head)
-    else batch.storage(head)
+    else head.writeTo(batch)
     if (this.body !== undefined) batch.value(this.body, this.bodySize)
   }
 
