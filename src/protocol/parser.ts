@@ -221,11 +221,9 @@ export class ReplyParser {
   private viewed = false
   /** Where the digits read by the last {@link number} end. */
   private numberEnd = 0
-  /** The view the last copied value was read through, and where it lies: see {@link copySource}. */
+  /** The view the last copied value was read through, and the array behind it (not read back through `.buffer`, a slow getter): see {@link copySource}. */
   private keptSource: Uint8Array | undefined
   private keptSourceArray: ArrayBufferLike | undefined
-  private keptSourceAt = -1
-  private keptSourceSize = -1
 
   constructor (private readonly sink: ParserSink, private readonly limits: ParserLimits) {}
 
@@ -381,10 +379,9 @@ export class ReplyParser {
    * of its own.
    */
   private copySource (array: ArrayBufferLike, at: number, size: number): Uint8Array {
-    if (this.keptSource !== undefined && this.keptSourceAt === at && this.keptSourceSize === size && this.keptSourceArray === array) return this.keptSource
+    const kept = this.keptSource
+    if (kept !== undefined && kept.byteOffset === at && kept.byteLength === size && this.keptSourceArray === array) return kept
     this.keptSourceArray = array
-    this.keptSourceAt = at
-    this.keptSourceSize = size
     this.keptSource = new Uint8Array(array, at, size)
     return this.keptSource
   }
