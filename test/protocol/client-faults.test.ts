@@ -18,6 +18,7 @@ import { MemcachedClient, type MemcachedClientOptions } from '../../src/protocol
 import { MemcachedError, type MemcachedErrorCode } from '../../src/protocol/errors.js'
 import { MemcachedServer, freePort, type MemcachedOptions } from '../helpers/memcached.js'
 import { FaultProxy } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
 
 // Installed before anything runs; the last test asserts it stayed empty.
 const unhandled: unknown[] = []
@@ -91,17 +92,6 @@ async function eventually<T> (what: string, limitMs: number, allowed: readonly M
     assert.ok(ms <= limitMs, `${what}: still failing after ${ms.toFixed(0)} ms (limit ${limitMs} ms): ${error.code} ${error.message}`)
     await sleep(20)
   }
-}
-
-/** Polls `condition` every 10 ms for at most `limitMs`. */
-async function waitFor (what: string, limitMs: number, condition: () => boolean): Promise<number> {
-  const start = performance.now()
-  while (!condition()) {
-    const ms = performance.now() - start
-    assert.ok(ms <= limitMs, `${what}: not within ${limitMs} ms`)
-    await sleep(10)
-  }
-  return performance.now() - start
 }
 
 /** `promise`, or a failure once `ms` have passed without it settling. */

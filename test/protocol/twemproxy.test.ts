@@ -10,6 +10,7 @@ import { MemcachedError } from '../../src/protocol/errors.js'
 import { MemcachedServer } from '../helpers/memcached.js'
 import { FaultProxy } from '../helpers/proxy.js'
 import { TwemproxyServer } from '../helpers/twemproxy.js'
+import { waitFor } from '../helpers/wait.js'
 
 const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => { unhandled.push(reason) })
@@ -22,7 +23,7 @@ after(() => { assert.deepEqual(unhandled, [], 'no unhandled rejection in the who
  */
 const OPTIONS: MemcachedClientOptions = { timeout: 5000, connectTimeout: 10_000 }
 const TEST = { timeout: 60_000 }
-/** How long `until` waits for the proxy before failing: well inside {@link TEST}'s timeout. */
+/** How long a test waits for the proxy before failing: well inside {@link TEST}'s timeout. */
 const WAIT_MS = 10_000
 
 /** Three memcached, a twemproxy with md5 + ketama in front, and clients to close. */
@@ -241,7 +242,7 @@ describe('a proxy that resets the connection (proxy: true)', () => {
     const reads = Promise.allSettled(Array.from({ length: 50 }, async (_, i) => (await client.get(`reset:${i}`))?.toString()))
     const multi = Promise.allSettled([client.getMulti(['reset:0', 'reset:1'])])
     const writes = Promise.allSettled(Array.from({ length: 10 }, async (_, i) => { await client.set(`reset:w${i}`, 'w') }))
-    await until(() => front.bytesFromClient > written)
+    await waitFor('the gets reach the proxy', WAIT_MS, () => front.bytesFromClient > written)
     const connections = front.connections
     front.pass()
     front.resetAll()
@@ -261,7 +262,7 @@ describe('a proxy that resets the connection (proxy: true)', () => {
     const written = front.bytesFromClient
     front.blackhole()
     const reads = Promise.allSettled(Array.from({ length: 10 }, async (_, i) => await client.get(`reset2:${i}`)))
-    await until(() => front.bytesFromClient > written)
+    await waitFor('the gets reach the proxy', WAIT_MS, () => front.bytesFromClient > written)
     await resetTwice(front)
     const codes = new Set((await reads).map((outcome) => outcome.status === 'rejected' ? codeOf(outcome.reason) : 'resolved'))
     assert.deepEqual([...codes], ['MC_CONNECTION'])
@@ -274,17 +275,8 @@ async function resetTwice (proxy: FaultProxy): Promise<void> {
   const connections = proxy.connections
   const bytes = proxy.bytesFromClient
   proxy.resetAll()
-  await until(() => proxy.connections > connections && proxy.bytesFromClient > bytes)
+  await waitFor('the client reconnects and writes', WAIT_MS, () => proxy.connections > connections && proxy.bytesFromClient > bytes)
   proxy.resetAll()
-}
-
-/** Waits for `condition`, failing the test rather than hanging when it never holds. */
-async function until (condition: () => boolean): Promise<void> {
-  const giveUp = Date.now() + WAIT_MS
-  while (!condition()) {
-    if (Date.now() > giveUp) throw new Error('the proxy never saw what the test waits for')
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
 }
 
 describe('through twemproxy with a dead backend', () => {
