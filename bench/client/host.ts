@@ -14,8 +14,9 @@ import type { Timing } from '../lib/config.js'
 import { holdAppHeap } from './app-heap.js'
 import { BatchRecorder } from './batches.js'
 import { createDriver, type Driver } from './drivers.js'
+import { PromiseFloor } from './promise-floor.js'
 import { RawPipeline } from './raw.js'
-import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, VALUE_BYTES, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, KEY_COUNT, PROMISE_FLOOR_ID, VALUE_BYTES, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
 
 const value = benchValue()
 
@@ -52,6 +53,18 @@ function ceilingSubject (raw: RawPipeline): Subject {
   }
 }
 
+function floorSubject (floor: PromiseFloor): Subject {
+  const get = (loop: number, n: number): Promise<Buffer> => floor.get(GET_KEYS[(loop + n) % KEY_COUNT] as string)
+  return {
+    check: async () => {
+      const got = await floor.get(GET_KEYS[0] as string)
+      if (!got.equals(value)) throw new Error(`promise floor: get returned ${JSON.stringify(got.subarray(0, 40).toString('latin1'))}…`)
+    },
+    measure: async (scenario, timing) => await measureDriver(get, scenario.inFlight, timing),
+    close: async () => { floor.close() }
+  }
+}
+
 async function answer (subject: Subject, request: HostRequest): Promise<HostReply> {
   if (request.type === 'check') {
     await subject.check(request.scenarios.map(scenarioOf))
@@ -69,6 +82,9 @@ async function main (): Promise<void> {
   if (id === CEILING_ID) {
     subject = ceilingSubject(await RawPipeline.connect(host, Number(port)))
     ready = { type: 'ready', id, label: 'raw socket (ceiling)', note: 'pre-built pipelined requests over the same keys, one reused read buffer, every reply counted and its end checked', ops: ['get', 'set', 'mget'] }
+  } else if (id === PROMISE_FLOOR_ID) {
+    subject = floorSubject(await PromiseFloor.connect(host, Number(port), (GET_KEYS[0] as string).length, VALUE_BYTES))
+    ready = { type: 'ready', id, label: 'promise floor', note: 'the ceiling\'s socket behind a promise per get, each value copied out, the gets of a tick written together: the least a client whose get returns a promise does', ops: ['get'] }
   } else {
     const driver = createDriver(id, `${host}:${port}`)
     subject = clientSubject(driver)

@@ -11,7 +11,7 @@ import { median, progress, ratio, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { DRIVER_IDS } from './drivers.js'
 import { ClientHost } from './hosts.js'
-import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
+import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, PROMISE_FLOOR_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
 
 export interface ClientInfo {
   id: string
@@ -114,9 +114,9 @@ export async function runClientSuite (server: { host: string, port: number, addr
   const scenarios = CLIENT_SCENARIOS.filter((scenario) => only?.has(scenario.id) ?? true)
   progress(`client: preloading ${KEY_COUNT * 2} items of ${VALUE_BYTES} bytes`)
   await preload(server.address, benchValue())
-  // Naming clients in `only` narrows the peers too; the ceiling always runs.
-  const named = DRIVER_IDS.filter((id) => only?.has(id) ?? false)
-  const ids = [CEILING_ID, ...(named.length > 0 ? named : DRIVER_IDS)]
+  // Naming clients in `only` narrows the peers (and the promise floor) too; the ceiling always runs.
+  const named = [PROMISE_FLOOR_ID, ...DRIVER_IDS].filter((id) => only?.has(id) ?? false)
+  const ids = [CEILING_ID, ...(named.length > 0 ? named : [PROMISE_FLOOR_ID, ...DRIVER_IDS])]
   const heapMb = Math.max(0, ...scenarios.map((scenario) => scenario.heapMb))
   const idsOf = (special: (scenario: ClientScenario) => boolean): string[] => ids.filter((id) => scenarios.some((scenario) => special(scenario) && (scenario.clients?.includes(id) ?? true)))
   const heapIds = idsOf((scenario) => scenario.heapMb > 0)

@@ -14,6 +14,8 @@ import { rawGet, rawGetMulti, rawSet, type RawRequest } from './raw.js'
 export const CEILING_ID = 'ceiling'
 /** The ceiling replaying ours' coalesced batches (measured by the ceiling's host). */
 export const BATCHED_CEILING_ID = 'ceiling-batched'
+/** The promise floor (promise-floor.ts): the raw socket behind a promise per get. */
+export const PROMISE_FLOOR_ID = 'floor-promise'
 
 export const VALUE_BYTES = 1024
 export const KEY_COUNT = 1024
@@ -55,7 +57,7 @@ function get (inFlight: number, extra: Partial<ClientScenario> = {}): ClientScen
 
 export const CLIENT_SCENARIOS: readonly ClientScenario[] = [
   get(1),
-  get(1, { id: 'get-1-heap', label: `get, 1 in flight, ${APP_HEAP_MB} MB app heap`, heapMb: APP_HEAP_MB, clients: [CEILING_ID, 'ours', 'ours-nocoalesce', 'memjs'] }),
+  get(1, { id: 'get-1-heap', label: `get, 1 in flight, ${APP_HEAP_MB} MB app heap`, heapMb: APP_HEAP_MB, clients: [CEILING_ID, PROMISE_FLOOR_ID, 'ours', 'ours-nocoalesce', 'memjs'] }),
   ...SWEEP_DEPTHS.map((inFlight) => get(inFlight, { batched: false, clients: ['ours', 'ours-nocoalesce'] })),
   ...[16, 128, 1024].map((inFlight) => get(inFlight)),
   get(128, { id: 'get-128-twemproxy', label: 'get, 128 in flight, through twemproxy', clients: PROXY_CLIENTS, viaProxy: true }),

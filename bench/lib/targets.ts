@@ -4,6 +4,7 @@
  * business.
  */
 import type { ClientSuiteResult, ClientSummary } from '../client/suite.js'
+import { PROMISE_FLOOR_ID } from '../client/workload.js'
 import type { HttpSuiteResult, HttpSummary, Route } from '../http/suite.js'
 import type { VariantId } from '../http/variants.js'
 import { formatRatio, ratio } from './stats.js'
@@ -54,15 +55,29 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   const vsCeiling = (scenario: string, id: string, threshold: number, what: string): TargetCheck =>
     check(`client-${scenario}${id === 'ours' ? '' : `-${id}`}`, `${what}: ${id === 'ours' ? 'ours' : `ours (${id === 'ours-nocoalesce' ? 'coalesceGets: false' : id})`} >= ${threshold}x raw-socket ceiling`,
       find(scenario, id)?.vsCeiling ?? NaN, threshold, find(scenario, id)?.cpuVsCeiling ?? NaN)
+  // What the promise floor (a raw socket behind a promise per get) reaches
+  // against the ceiling bounds what any client with that API reaches.
+  const promiseFloor = (scenario: string, what: string, id: string, threshold: number): TargetCheck[] => {
+    const floor = find(scenario, PROMISE_FLOOR_ID)
+    if (floor === undefined) return []
+    const mine = find(scenario, id)
+    return [
+      check(`client-${scenario}-floor`, `${what}: the promise floor vs the raw-socket ceiling: the most a client with a promise per get reaches against the ${threshold}x target`, floor.vsCeiling, NaN, floor.cpuVsCeiling),
+      check(`client-${scenario}-${id}-vs-floor`, `${what}: ${id === 'ours' ? 'ours' : 'ours (coalesceGets: false)'} vs the promise floor`, ratio(mine?.opsPerSec, floor.opsPerSec), NaN, ratio(floor.cpuUs, mine?.cpuUs))
+    ]
+  }
   const checks: TargetCheck[] = [
     vsCeiling('get-1', 'ours', 0.95, 'client get, 1 in flight'),
     vsCeiling('get-1-heap', 'ours', 0.95, 'client get, 1 in flight, app heap'),
+    ...promiseFloor('get-1', 'client get, 1 in flight', 'ours', 0.95),
+    ...promiseFloor('get-1-heap', 'client get, 1 in flight, app heap', 'ours', 0.95),
     atMost('client-alloc-get-1', 'client get of 1 KiB, 1 in flight: ours allocates <= 2 KiB per command', find('get-1', 'ours')?.allocatedBytes ?? NaN, 2048, 'bytes'),
     atMost('client-alloc-get-1-heap', 'client get of 1 KiB, 1 in flight, app heap: ours allocates <= 2 KiB per command', find('get-1-heap', 'ours')?.allocatedBytes ?? NaN, 2048, 'bytes')
   ]
   for (const inFlight of [16, 128, 1024]) {
     const scenario = `get-${inFlight}`
     checks.push(vsCeiling(scenario, 'ours-nocoalesce', 0.9, `client get, ${inFlight} in flight`))
+    checks.push(...promiseFloor(scenario, `client get, ${inFlight} in flight`, 'ours-nocoalesce', 0.9))
     checks.push(check(`client-${scenario}-coalesced`, `client get, ${inFlight} in flight: ours (coalescing) >= 0.8x the batched ceiling (ours' batches, mean ${(find(scenario, 'ours')?.meanBatch ?? NaN).toFixed(1)} keys)`,
       find(scenario, 'ours')?.vsBatched ?? NaN, 0.8, find(scenario, 'ours')?.cpuVsBatched ?? NaN))
   }
