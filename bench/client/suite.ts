@@ -153,7 +153,8 @@ export async function runClientSuite (server: { host: string, port: number, addr
             if (reply.type !== 'measured') throw new Error(`${host.label}: unexpected ${reply.type}`)
             return reply.result
           }, budget, (cores) => progress(`client ${scenario.label} ${client}: other processes used ${cores.toFixed(2)} cores; measuring again`))
-          const { batches: written, ...measured } = result
+          const { batches: written, firstError, ...measured } = result
+          if (firstError !== undefined) progress(`client ${scenario.label} ${client}: ${result.errors} errors in the window, the first: ${firstError}`)
           samples.push({ scenario: scenario.id, client, round, ...measured, ...(written === undefined ? {} : { meanBatch: mean(written) }), foreignCores, attempts })
           line.push(`${client} ${formatCount(result.opsPerSec)}${result.errors > 0 ? ` (${result.errors} errors)` : ''}`)
           return result

@@ -104,6 +104,8 @@ export interface Measured {
   arrayBufferBytes?: number
   /** Ours, coalesced scenarios: keys per multi-key get written in the window, in order. */
   batches?: number[]
+  /** The first error of the window, when there was one: what a reader of `errors` wants to know first. */
+  firstError?: string
 }
 
 async function sleep (ms: number): Promise<void> {
@@ -123,12 +125,15 @@ export async function measureDriver (run: (loop: number, n: number) => Promise<u
   let stop = false
   let done = 0
   let errors = 0
+  let firstError: string | undefined
+  let counting = false
   const loop = async (id: number): Promise<void> => {
     for (let n = 0; !stop && n < MAX_OPS_PER_LOOP; n++) {
       try {
         await run(id, n)
         done++
-      } catch {
+      } catch (error) {
+        if (counting) firstError ??= describe(error)
         if (++errors >= MAX_ERRORS) stop = true
       }
     }
@@ -138,6 +143,7 @@ export async function measureDriver (run: (loop: number, n: number) => Promise<u
   const startDone = done
   const startErrors = errors
   recorder?.start()
+  counting = true
   const start = performance.now()
   const cpu = process.cpuUsage()
   await sleep(timing.windowMs)
@@ -146,6 +152,7 @@ export async function measureDriver (run: (loop: number, n: number) => Promise<u
   const used = process.cpuUsage(cpu)
   const batches = recorder?.stop()
   const failed = errors - startErrors
+  counting = false
   stop = true
   await Promise.all(loops)
   const allocationMs = Math.min(ALLOCATION_MS, timing.windowMs / 8)
@@ -156,8 +163,15 @@ export async function measureDriver (run: (loop: number, n: number) => Promise<u
     errors: failed,
     cpuUs: (used.user + used.system) / Math.max(1, counted),
     ...allocation,
-    ...(batches === undefined ? {} : { batches })
+    ...(batches === undefined ? {} : { batches }),
+    ...(firstError === undefined ? {} : { firstError })
   }
+}
+
+function describe (error: unknown): string {
+  if (!(error instanceof Error)) return String(error)
+  const code = (error as { code?: unknown }).code
+  return typeof code === 'string' ? `${code}: ${error.message}` : error.message
 }
 
 export function operation (driver: Driver, scenario: ClientScenario, value: Buffer): (loop: number, n: number) => Promise<unknown> {
