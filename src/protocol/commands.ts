@@ -722,6 +722,33 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
     }
   }
 
+  /** Keys this batch asks for. */
+  get keyCount (): number {
+    return this.others === undefined ? 1 : this.others.keys.length
+  }
+
+  /**
+   * Moves the keys from position `from` on, with their callers, into a new
+   * batch, which the caller queues right behind this one. Only before either
+   * is written, and for 0 < from < {@link keyCount}.
+   */
+  splitOff (from: number): GetBatch<T> {
+    const others = this.others as OtherKeys<T>
+    const keys = others.keys.splice(from)
+    const waiters = others.waiters.splice(from)
+    for (const key of keys) others.positions.delete(key)
+    const first = waiters[0] as GetWaiter<T>
+    const tail = new GetBatch(this.retrieval, this.resend, keys[0] as string, first.resolve, first.reject)
+    tail.deadline = this.deadline
+    tail.next = first.next
+    // As in any batch, the first key's callers are the batch itself.
+    waiters[0] = undefined
+    if (keys.length > 1) tail.others = { keys, sent: new SentKeys(keys), waiters, positions: new Map(keys.map((key, at) => [key, at])) }
+    tail.callers = waiters.reduce((sum, waiter) => sum + callersFrom(waiter), callersFrom(tail))
+    this.callers -= tail.callers
+    return tail
+  }
+
   encode (batch: RequestBatch): void {
     // Sent again (its first socket closed): the new reply starts from scratch.
     this.state = (this.state | WRITTEN) & ~FIRST_CLAIMED
@@ -821,6 +848,13 @@ function settled (): void {}
 function otherKeys<T> (firstKey: string): OtherKeys<T> {
   const keys = [firstKey]
   return { keys, sent: new SentKeys(keys), waiters: [undefined], positions: new Map([[firstKey, 0]]) }
+}
+
+/** The callers of one key in a batch: `first` and those chained behind it. */
+function callersFrom<T> (first: GetWaiter<T> | undefined): number {
+  let count = 0
+  for (let waiter = first; waiter !== undefined; waiter = waiter.next) count++
+  return count
 }
 
 /** Resolves a key's callers with a miss, unless it was answered (then it is undefined). */

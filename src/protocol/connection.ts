@@ -521,6 +521,7 @@ export class Connection implements ParserSink {
     // while its write is unfinished) and no request in flight matches its
     // reply against the keys it was sent as: the batch may write over them.
     if (this.inflight.length === 0 && this.options.tls === undefined && socket.writableLength === 0) this.batch.rewind()
+    if (this.inflight.length === 0 && this.pending.length === 1) this.splitIdleBatch()
     while (this.pending.length > 0 && this.inflight.length < MAX_IN_FLIGHT) {
       const request = this.pending.shift() as Request
       request.encode(this.batch)
@@ -535,6 +536,21 @@ export class Connection implements ParserSink {
       for (const chunk of chunks) socket.write(chunk)
       socket.uncork()
     }
+  }
+
+  /**
+   * A coalesced batch about to leave alone on an idle connection goes as two
+   * multi-key gets, halves, in the same write. As one get, memcached answers
+   * only once it has read every key, and the client sleeps meanwhile; the
+   * callers then send their next gets together, and the two take turns
+   * again (lock-step). As halves, the client handles the first answer while
+   * memcached reads the second half's keys, and the next gets go out behind
+   * that half, so both sides work at once. With 16 and 64 callers in a
+   * loop: 1.42x and 1.45x the rate of one get (docs/benchmarks.md).
+   */
+  private splitIdleBatch (): void {
+    const only = this.pending.peek()
+    if (only instanceof GetBatch && only.keyCount > 1) this.pending.push(only.splitOff(Math.ceil(only.keyCount / 2)))
   }
 
   // ---- replies (ParserSink) ----

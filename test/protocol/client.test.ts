@@ -407,7 +407,42 @@ describe('pipelining', () => {
     back.forEach((value, i) => assert.ok(value?.equals(values[i] as Buffer), `burst:${i}`))
   })
 
-  test('gets of one tick become one multi-key gets, each caller with its own cas', async () => {
+  test('gets of one tick on an idle connection leave in one write as two multi-key gets, halves; each caller has its own value', async () => {
+    const keys = Array.from({ length: 9 }, (_, i) => `halves:${i}`)
+    await Promise.all(keys.map(async (key) => await client.set(key, `value of ${key}`)))
+    // Repeated keys in either half, and a miss in the second.
+    const asked = [...keys, 'halves:1', 'halves:7', 'halves:7', 'halves:none']
+    let values: Array<Buffer | undefined> = []
+    const writes = await captureWrites(async () => {
+      values = await Promise.all(asked.map(async (key) => await client.get(key)))
+    })
+    assert.equal(writes.length, 1)
+    const lines = (writes[0] as Buffer).toString('latin1').split('\r\n').filter((line) => line !== '')
+    assert.deepEqual(lines, [`get ${keys.slice(0, 5).join(' ')}`, `get ${[...keys.slice(5), 'halves:none'].join(' ')}`])
+    assert.deepEqual(values.map((value) => value?.toString()), asked.map((key) => key === 'halves:none' ? undefined : `value of ${key}`))
+    const sevens = values.filter((_, i) => asked[i] === 'halves:7') as Buffer[]
+    sevens[0]?.fill(0)
+    assert.equal(sevens[1]?.toString(), 'value of halves:7', 'callers of one key each get their own buffer')
+  })
+
+  test('a split batch gives back every caller it counted: maxQueue admits exactly as many commands after it as before', async () => {
+    const bounded = new MemcachedClient({ servers: [server.address], maxQueue: 6 })
+    try {
+      await bounded.set('bounded:a', 'a')
+      const tick = async (): Promise<PromiseSettledResult<Buffer | undefined>[]> =>
+        await Promise.allSettled(['bounded:a', 'bounded:b', 'bounded:a', 'bounded:c', 'bounded:c', 'bounded:d', 'bounded:e'].map(async (key) => await bounded.get(key)))
+      for (let round = 0; round < 3; round++) {
+        const settled = await tick()
+        assert.deepEqual(settled.map((result) => result.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected'], `round ${round}`)
+        const refused = settled[6] as PromiseRejectedResult
+        assert.ok(refused.reason instanceof MemcachedError && refused.reason.code === 'MC_QUEUE_FULL')
+      }
+    } finally {
+      await bounded.close()
+    }
+  })
+
+  test('gets of one tick become multi-key gets, each caller with its own cas', async () => {
     await Promise.all(Array.from({ length: 10 }, (_, i) => client.set(`casbatch:${i}`, `v${i}`)))
     const expected = await Promise.all(Array.from({ length: 10 }, async (_, i) => (await client.getMulti([`casbatch:${i}`])).get(`casbatch:${i}`)))
     let items: Array<Awaited<ReturnType<MemcachedClient['gets']>>> = []
@@ -415,7 +450,8 @@ describe('pipelining', () => {
       items = await Promise.all([...Array.from({ length: 10 }, (_, i) => client.gets(`casbatch:${i}`)), client.gets('casbatch:none')])
     })
     assert.equal(writes.length, 1)
-    assert.equal((writes[0] as Buffer).toString('latin1').match(/^gets /gm)?.length, 1)
+    // Eleven keys on an idle connection: two halves.
+    assert.equal((writes[0] as Buffer).toString('latin1').match(/^gets /gm)?.length, 2)
     assert.equal(items[10], undefined)
     const cases = new Set(items.slice(0, 10).map((item) => item?.cas))
     assert.equal(cases.size, 10, 'each key has its own cas unique')

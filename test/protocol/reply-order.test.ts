@@ -158,6 +158,28 @@ test('a coalesced get batch answered out of order settles each caller with its o
   }
 })
 
+test('a coalesced batch split in two: each half keeps the deadline, counts its own callers and settles them from its own reply', () => {
+  const results: string[] = []
+  const resolveOf = (key: string) => (value: Buffer | undefined): void => { results.push(`${key}=${value?.toString() ?? 'miss'}`) }
+  const batch = new GetBatch<Buffer>({ verb: 'get', result: (value) => value }, () => {}, 'a', resolveOf('a'), (error) => { throw error })
+  for (const key of ['bb', 'clé', 'd', 'a', 'd', 'd']) batch.add(key, resolveOf(key), (error) => { throw error })
+  batch.deadline = 1234
+  assert.equal(batch.keyCount, 4)
+  const tail = batch.splitOff(2)
+  assert.deepEqual([batch.keyCount, tail.keyCount], [2, 2])
+  assert.deepEqual([batch.callers, tail.callers, tail.deadline], [3, 4, 1234])
+  const requests = new RequestBatch()
+  batch.encode(requests)
+  tail.encode(requests)
+  const taken = requests.take()
+  const written = Buffer.concat(Array.isArray(taken) ? taken : taken === undefined ? [] : [taken])
+  assert.equal(written.toString(), 'get a bb\r\nget clé d\r\n')
+  assert.equal(feed(batch, [reply([['bb', 'B'], ['a', 'A']])]).protocolError, undefined)
+  assert.deepEqual(results.splice(0).sort(), ['a=A', 'a=A', 'bb=B'])
+  assert.equal(feed(tail, [reply([['d', 'D']])]).protocolError, undefined)
+  assert.deepEqual(results.sort(), ['clé=miss', 'd=D', 'd=D', 'd=D'])
+})
+
 test('a single get answered twice is a protocol error', () => {
   for (const [how, pieces] of splittings(reply([['a', '1'], ['a', '2']]))) {
     const request = new SingleRequest<undefined>('values', 'get a\r\n', undefined, 0, () => undefined, () => {}, () => {}, 'a')
