@@ -425,6 +425,18 @@ describe('pipelining', () => {
     assert.equal(sevens[1]?.toString(), 'value of halves:7', 'callers of one key each get their own buffer')
   })
 
+  test('a batch of more than 64 keys on an idle connection leaves whole: one multi-key get', async () => {
+    const keys = Array.from({ length: 65 }, (_, i) => `whole:${i}`)
+    await Promise.all(keys.map(async (key) => await client.set(key, key)))
+    let values: Array<Buffer | undefined> = []
+    const writes = await captureWrites(async () => {
+      values = await Promise.all(keys.map(async (key) => await client.get(key)))
+    })
+    assert.equal(writes.length, 1)
+    assert.deepEqual((writes[0] as Buffer).toString('latin1').split('\r\n').filter((line) => line !== ''), [`get ${keys.join(' ')}`])
+    assert.deepEqual(values.map((value) => value?.toString()), keys)
+  })
+
   test('a split batch gives back every caller it counted: maxQueue admits exactly as many commands after it as before', async () => {
     const bounded = new MemcachedClient({ servers: [server.address], maxQueue: 6 })
     try {
