@@ -14,9 +14,9 @@ import type { Timing } from '../lib/config.js'
 import { holdAppHeap } from './app-heap.js'
 import { BatchRecorder } from './batches.js'
 import { createDriver, type Driver } from './drivers.js'
-import { PromiseFloor } from './promise-floor.js'
+import { PromiseFloor, floorGet, floorSet } from './promise-floor.js'
 import { RawPipeline } from './raw.js'
-import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, KEY_COUNT, PROMISE_FLOOR_ID, VALUE_BYTES, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, KEY_COUNT, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
 
 const value = benchValue()
 
@@ -53,15 +53,18 @@ function ceilingSubject (raw: RawPipeline): Subject {
   }
 }
 
-function floorSubject (floor: PromiseFloor): Subject {
-  const get = (loop: number, n: number): Promise<Buffer> => floor.get(GET_KEYS[(loop + n) % KEY_COUNT] as string)
+/** The promise floor: one socket per operation, so each carries replies of one known length. */
+function floorSubject (floors: { get: PromiseFloor, set: PromiseFloor }): Subject {
+  const get = (loop: number, n: number): Promise<Buffer | undefined> => floors.get.send(GET_KEYS[(loop + n) % KEY_COUNT] as string)
+  const set = (loop: number, n: number): Promise<Buffer | undefined> => floors.set.send(SET_KEYS[(loop + n) % KEY_COUNT] as string)
   return {
     check: async () => {
-      const got = await floor.get(GET_KEYS[0] as string)
-      if (!got.equals(value)) throw new Error(`promise floor: get returned ${JSON.stringify(got.subarray(0, 40).toString('latin1'))}…`)
+      const got = await floors.get.send(GET_KEYS[0] as string)
+      if (got === undefined || !got.equals(value)) throw new Error(`promise floor: get returned ${JSON.stringify(got?.subarray(0, 40).toString('latin1'))}…`)
+      await floors.set.send(SET_KEYS[0] as string)
     },
-    measure: async (scenario, timing) => await measureDriver(get, scenario.inFlight, timing),
-    close: async () => { floor.close() }
+    measure: async (scenario, timing) => await measureDriver(scenario.op === 'set' ? set : get, scenario.inFlight, timing),
+    close: async () => { floors.get.close(); floors.set.close() }
   }
 }
 
@@ -83,8 +86,12 @@ async function main (): Promise<void> {
     subject = ceilingSubject(await RawPipeline.connect(host, Number(port)))
     ready = { type: 'ready', id, label: 'raw socket (ceiling)', note: 'pre-built pipelined requests over the same keys, one reused read buffer, every reply counted and its end checked', ops: ['get', 'set', 'mget'] }
   } else if (id === PROMISE_FLOOR_ID) {
-    subject = floorSubject(await PromiseFloor.connect(host, Number(port), (GET_KEYS[0] as string).length, VALUE_BYTES))
-    ready = { type: 'ready', id, label: 'promise floor', note: 'the ceiling\'s socket behind a promise per get, each value copied out, the gets of a tick written together: the least a client whose get returns a promise does', ops: ['get'] }
+    const [get, set] = await Promise.all([
+      PromiseFloor.connect(host, Number(port), floorGet((GET_KEYS[0] as string).length, VALUE_BYTES)),
+      PromiseFloor.connect(host, Number(port), floorSet(value))
+    ])
+    subject = floorSubject({ get, set })
+    ready = { type: 'ready', id, label: 'promise floor', note: 'the ceiling\'s socket behind a promise per command, each value copied out, the commands of a tick written together: the least a client whose commands return promises does', ops: ['get', 'set'] }
   } else {
     const driver = createDriver(id, `${host}:${port}`)
     subject = clientSubject(driver)
