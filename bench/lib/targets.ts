@@ -163,6 +163,12 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
     target('rw', 'floor-memcached', 'fastify-session-memcached', NaN, 'the two-round-trip floor vs @fastify/session + connect-memcached: the most any memcached store reaches against the 2x target'),
     target('rw', 'floor-memcached', 'fastify-session-memory', NaN, 'the two-round-trip floor vs @fastify/session + its MemoryStore: the most any memcached store reaches against the 1.3x target'),
     // The floors above send memcached a no-op; these make it do the session's commands too.
+    // What the session-work floor reaches bounds any store that sends those
+    // commands (a load renews the session: DESIGN's rolling).
+    target('ro', 'floor-memcached-work', 'secure-session', NaN, 'the session-work floor vs @fastify/secure-session: the most a store sending the session\'s commands reaches against the 0.85x target'),
+    target('rw', 'floor-memcached-work', 'secure-session', NaN, 'the session-work floor vs @fastify/secure-session: the most a store sending the session\'s commands reaches against the 1.15x target'),
+    target('ro', 'floor-memcached-work', 'floor-memcached', NaN, 'the session-work floor vs the one-round-trip floor: the most a store sending the session\'s commands reaches against the 0.95x target'),
+    target('rw', 'floor-memcached-work', 'floor-memcached', NaN, 'the session-work floor vs the two-round-trip floor: the most a store sending the session\'s commands reaches against the 0.95x target'),
     target('rw', 'ours-memcached', 'floor-memcached-work', NaN, 'ours + memcached vs the floor whose memcached does the session commands (gets + touch per load, set per save): what is reachable here'),
     target('ro', 'ours-memcached', 'floor-memcached-work', NaN, 'ours + memcached vs the floor whose memcached does the session commands (gets + touch per load): what is reachable here')
   ]
