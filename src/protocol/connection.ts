@@ -108,7 +108,6 @@ function endTick (): void {
   flushesAtTickEnd = 0
 }
 
-/** Slots of a new {@link Fifo}, and the most an empty one keeps. */
 /**
  * The largest batch {@link Connection.splitIdleBatch} splits. At 128 gets in
  * flight the idle batches hold about 124 keys, and splitting them lost 5-8 %
@@ -116,6 +115,8 @@ function endTick (): void {
  * second command only adds work.
  */
 const MAX_SPLIT_KEYS = 64
+
+/** Slots of a new {@link Fifo}, and the most an empty one keeps. */
 const FIFO_SLOTS = 16
 const FIFO_MAX_IDLE_SLOTS = 1024
 
@@ -558,7 +559,9 @@ export class Connection implements ParserSink {
    */
   private splitIdleBatch (): void {
     const only = this.pending.peek()
-    if (only instanceof GetBatch && only.keyCount > 1 && only.keyCount <= MAX_SPLIT_KEYS) this.pending.push(only.splitOff(Math.ceil(only.keyCount / 2)))
+    // A batch written before (sent again after a close) keeps its keys.
+    if (!(only instanceof GetBatch) || only.full || only.keyCount < 2 || only.keyCount > MAX_SPLIT_KEYS) return
+    this.pending.push(only.splitOff(Math.ceil(only.keyCount / 2)))
   }
 
   // ---- replies (ParserSink) ----
