@@ -16,8 +16,9 @@
  * against the ceiling bounds what any such client can reach.
  */
 import { Buffer } from 'node:buffer'
-import net from 'node:net'
+import type net from 'node:net'
 import { MemcachedError } from '../../src/index.js'
+import { connectReading } from './raw.js'
 
 const RESOLVED = Promise.resolve()
 
@@ -65,18 +66,8 @@ export class PromiseFloor {
   static async connect (host: string, port: number, command: FloorCommand): Promise<PromiseFloor> {
     // The socket's read callback needs the floor, which needs the socket.
     const created: { floor?: PromiseFloor } = {}
-    const socket = net.connect({
-      host,
-      port,
-      noDelay: true,
-      onread: { buffer: Buffer.allocUnsafe(64 * 1024), callback: (bytes, buffer) => { created.floor?.onRead(buffer as Buffer, bytes); return true } }
-    })
-    const floor = created.floor = new PromiseFloor(socket, command)
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve)
-      socket.once('error', reject)
-    })
-    return floor
+    const socket = await connectReading(host, port, (read, bytes) => created.floor?.onRead(read, bytes))
+    return (created.floor = new PromiseFloor(socket, command))
   }
 
   /** One promise per command, the caller's own: no async wrapper around it. */

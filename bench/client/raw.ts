@@ -81,18 +81,8 @@ export class RawPipeline {
   static async connect (host: string, port: number): Promise<RawPipeline> {
     // The socket's read callback needs the pipeline, which needs the socket.
     const created: { pipeline?: RawPipeline } = {}
-    const socket = net.connect({
-      host,
-      port,
-      noDelay: true,
-      onread: { buffer: Buffer.allocUnsafe(64 * 1024), callback: (bytes, buffer) => { created.pipeline?.onBytes(buffer as Buffer, bytes); return true } }
-    })
-    const pipeline = created.pipeline = new RawPipeline(socket)
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => { socket.setNoDelay(true); resolve() })
-      socket.once('error', reject)
-    })
-    return pipeline
+    const socket = await connectReading(host, port, (read, bytes) => created.pipeline?.onBytes(read, bytes))
+    return (created.pipeline = new RawPipeline(socket))
   }
 
   /** Sends the first request once and checks the reply is exactly as long as promised. */
@@ -292,6 +282,25 @@ export class RawPipeline {
   close (): void {
     this.socket.destroy()
   }
+}
+
+/**
+ * A socket to `host:port`, Nagle off, that reads into one reused 64 KiB
+ * buffer (`net` `onread`) and hands each read to `onRead`; resolves once
+ * connected.
+ */
+export async function connectReading (host: string, port: number, onRead: (read: Buffer, bytes: number) => void): Promise<net.Socket> {
+  const socket = net.connect({
+    host,
+    port,
+    noDelay: true,
+    onread: { buffer: Buffer.allocUnsafe(64 * 1024), callback: (bytes, buffer) => { onRead(buffer as Buffer, bytes); return true } }
+  })
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => { socket.setNoDelay(true); resolve() })
+    socket.once('error', reject)
+  })
+  return socket
 }
 
 async function sleep (ms: number): Promise<void> {
