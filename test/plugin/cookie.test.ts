@@ -272,7 +272,7 @@ test('saveUninitialized: regenerate() of an empty session stores the new one und
   assert.deepEqual(store.calls, { get: 1, add: 1, cas: 0, touch: 0, delete: 1 })
   assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: after } })).json(), { views: null, isNew: false })
   assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: before } })).json(), { views: null, isNew: true })
-  // A first visit that regenerates is stored too, as any first visit is.
+  // A first visit that regenerates is stored too, as every first visit is.
   store.reset()
   const first = await app.inject({ method: 'POST', url: '/fresh-id' })
   assert.deepEqual(store.calls, { get: 0, add: 1, cas: 0, touch: 0, delete: 0 })
