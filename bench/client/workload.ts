@@ -14,7 +14,7 @@ import { rawGet, rawGetMulti, rawSet, type RawRequest } from './raw.js'
 export const CEILING_ID = 'ceiling'
 /** The ceiling replaying ours' coalesced batches (measured by the ceiling's host). */
 export const BATCHED_CEILING_ID = 'ceiling-batched'
-/** The promise floor (promise-floor.ts): the raw socket behind a promise per get. */
+/** The promise floor (promise-floor.ts): the raw socket behind a promise per command. */
 export const PROMISE_FLOOR_ID = 'floor-promise'
 
 export const VALUE_BYTES = 1024
