@@ -525,11 +525,13 @@ export class Connection implements ParserSink {
   private flush (): void {
     const socket = this.socket
     if (this.state !== 'ready' || socket === undefined || socket.writableNeedDrain) return
-    // Every byte written before has left (a plain socket holds a chunk only
-    // while its write is unfinished) and no request in flight matches its
-    // reply against the keys it was sent as: the batch may write over them.
-    if (this.inflight.length === 0 && this.options.tls === undefined && socket.writableLength === 0) this.batch.rewind()
-    if (this.inflight.length === 0 && this.pending.length === 1) this.splitIdleBatch()
+    if (this.inflight.length === 0) {
+      // Every byte written before has left (a plain socket holds a chunk only
+      // while its write is unfinished) and no request in flight matches its
+      // reply against the keys it was sent as: the batch may write over them.
+      if (this.options.tls === undefined && socket.writableLength === 0) this.batch.rewind()
+      if (this.pending.length === 1) this.splitIdleBatch()
+    }
     while (this.pending.length > 0 && this.inflight.length < MAX_IN_FLIGHT) {
       const request = this.pending.shift() as Request
       request.encode(this.batch)
