@@ -9,7 +9,7 @@
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import inspector from 'node:inspector'
 import path from 'node:path'
-import { benchValue } from './client/workload.js'
+import { benchValue, keyAt } from './client/workload.js'
 import { ours } from './client/drivers.js'
 import { choosePinning } from './lib/machine.js'
 import { killAll, pinSelf, spawnPinned, stopChild } from './lib/processes.js'
@@ -65,10 +65,10 @@ async function profileClient (op: string, inFlight: number, coalesce: boolean, s
   const driver = ours(memcached.address, coalesce)
   const multi = keys.slice(0, 100)
   const run = op === 'set'
-    ? (loop: number, n: number) => driver.set(keys[(loop + n) % 1024] as string, value)
+    ? (loop: number, n: number) => driver.set(keys[keyAt(loop, n, inFlight)] as string, value)
     : op === 'mget'
       ? () => driver.getMulti(multi)
-      : (loop: number, n: number) => driver.get(keys[(loop + n) % 1024] as string)
+      : (loop: number, n: number) => driver.get(keys[keyAt(loop, n, inFlight)] as string)
   const session = new inspector.Session()
   session.connect()
   await post(session, 'Profiler.enable')

@@ -16,7 +16,7 @@ import { BatchRecorder } from './batches.js'
 import { createDriver, type Driver } from './drivers.js'
 import { PromiseFloor, floorGet, floorSet } from './promise-floor.js'
 import { RawPipeline } from './raw.js'
-import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, KEY_COUNT, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, keyAt, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
 
 const value = benchValue()
 
@@ -55,15 +55,15 @@ function ceilingSubject (raw: RawPipeline): Subject {
 
 /** The promise floor: one socket per operation, so each carries replies of one known length. */
 function floorSubject (floors: { get: PromiseFloor, set: PromiseFloor }): Subject {
-  const get = (loop: number, n: number): Promise<Buffer | undefined> => floors.get.send(GET_KEYS[(loop + n) % KEY_COUNT] as string)
-  const set = (loop: number, n: number): Promise<Buffer | undefined> => floors.set.send(SET_KEYS[(loop + n) % KEY_COUNT] as string)
+  const get = (inFlight: number) => (loop: number, n: number): Promise<Buffer | undefined> => floors.get.send(GET_KEYS[keyAt(loop, n, inFlight)] as string)
+  const set = (inFlight: number) => (loop: number, n: number): Promise<Buffer | undefined> => floors.set.send(SET_KEYS[keyAt(loop, n, inFlight)] as string)
   return {
     check: async () => {
       const got = await floors.get.send(GET_KEYS[0] as string)
       if (got === undefined || !got.equals(value)) throw new Error(`promise floor: get returned ${JSON.stringify(got?.subarray(0, 40).toString('latin1'))}…`)
       await floors.set.send(SET_KEYS[0] as string)
     },
-    measure: async (scenario, timing) => await measureDriver(scenario.op === 'set' ? set : get, scenario.inFlight, timing),
+    measure: async (scenario, timing) => await measureDriver((scenario.op === 'set' ? set : get)(scenario.inFlight), scenario.inFlight, timing),
     close: async () => { floors.get.close(); floors.set.close() }
   }
 }

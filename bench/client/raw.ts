@@ -114,13 +114,12 @@ export class RawPipeline {
     if (request.each.some((each) => each.length !== size)) throw new Error('raw: requests must all have the same length')
     const rotation = request.each.length
     // The keys in the order the clients' loops ask for them: loop i's n-th
-    // command reads key i + n, and loops take turns (replies come in order).
+    // command reads key i + n·inFlight, and loops take turns (replies come
+    // in order), so the keys rotate.
     let next = 0
     const take = (count: number): Buffer => {
       const chunks: Buffer[] = []
-      for (const end = next + count; next < end; next++) {
-        chunks.push(request.each[((next % inFlight) + Math.floor(next / inFlight)) % rotation] as Buffer)
-      }
+      for (const end = next + count; next < end; next++) chunks.push(request.each[next % rotation] as Buffer)
       return chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, count * size)
     }
     const checker = new ReplyChecker(Buffer.from(request.replyEnd, 'latin1'))
@@ -172,14 +171,13 @@ export class RawPipeline {
     const block = valueBlockBytes(keys[0] as string, valueBytes)
     // Keys in the clients' order (see measure); each batch is built once,
     // the first time its start and size come round, and reused after.
-    const period = inFlight * keys.length
     const built = new Map<number, Buffer>()
     let position = 0
     const request = (n: number): Buffer => {
-      const id = (position % period) * (inFlight + 1) + n
+      const id = (position % keys.length) * (inFlight + 1) + n
       let bytes = built.get(id)
       if (bytes === undefined) {
-        const batch = Array.from({ length: n }, (_, i) => keys[(((position + i) % inFlight) + Math.floor((position + i) / inFlight)) % keys.length] as string)
+        const batch = Array.from({ length: n }, (_, i) => keys[(position + i) % keys.length] as string)
         bytes = Buffer.from(`get ${batch.join(' ')}\r\n`)
         built.set(id, bytes)
       }
