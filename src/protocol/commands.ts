@@ -746,7 +746,16 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
     if (keys.length > 1) tail.others = { keys, sent: new SentKeys(keys), waiters, positions: new Map(keys.map((key, at) => [key, at])) }
     tail.callers = waiters.reduce((sum, waiter) => sum + callersFrom(waiter), callersFrom(tail))
     this.callers -= tail.callers
+    // Left with its first key only, it is a batch of one key again: the plain line, and reusable.
+    if (from === 1) this.others = undefined
     return tail
+  }
+
+  /** Moves every key but the first into a batch of its own, in order: {@link splitOff} key by key. */
+  splitEach (): Array<GetBatch<T>> {
+    const tails = new Array<GetBatch<T>>(this.keyCount - 1)
+    for (let from = tails.length; from >= 1; from--) tails[from - 1] = this.splitOff(from)
+    return tails
   }
 
   encode (batch: RequestBatch): void {

@@ -425,6 +425,25 @@ describe('pipelining', () => {
     assert.equal(sevens[1]?.toString(), 'value of halves:7', 'callers of one key each get their own buffer')
   })
 
+  test('with at most four callers waiting, gets go key by key (one get per key, in one write); with five they coalesce', async () => {
+    await Promise.all(['kbk:a', 'kbk:b', 'kbk:c', 'kbk:d', 'kbk:e'].map(async (key) => await client.set(key, `value of ${key}`)))
+    const sent = async (asked: string[]): Promise<{ lines: string[], values: Array<Buffer | undefined> }> => {
+      let values: Array<Buffer | undefined> = []
+      const writes = await captureWrites(async () => {
+        values = await Promise.all(asked.map(async (key) => await client.get(key)))
+      })
+      assert.equal(writes.length, 1)
+      assert.deepEqual(values.map((value) => value?.toString()), asked.map((key) => key === 'kbk:none' ? undefined : `value of ${key}`))
+      return { lines: (writes[0] as Buffer).toString('latin1').split('\r\n').filter((line) => line !== ''), values }
+    }
+    // Four callers, a repeated key and a miss among them.
+    const four = await sent(['kbk:a', 'kbk:b', 'kbk:a', 'kbk:none'])
+    assert.deepEqual(four.lines, ['get kbk:a', 'get kbk:b', 'get kbk:none'])
+    four.values[0]?.fill(0)
+    assert.equal(four.values[2]?.toString(), 'value of kbk:a', 'callers of one key each get their own buffer')
+    assert.deepEqual((await sent(['kbk:a', 'kbk:b', 'kbk:c', 'kbk:d', 'kbk:e'])).lines, ['get kbk:a kbk:b kbk:c', 'get kbk:d kbk:e'])
+  })
+
   test('a batch of more than 64 keys on an idle connection leaves whole: one multi-key get', async () => {
     const keys = Array.from({ length: 65 }, (_, i) => `whole:${i}`)
     await Promise.all(keys.map(async (key) => await client.set(key, key)))

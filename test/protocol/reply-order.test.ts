@@ -180,6 +180,25 @@ test('a coalesced batch split in two: each half keeps the deadline, counts its o
   assert.deepEqual(results.sort(), ['clé=miss', 'd=D', 'd=D', 'd=D'])
 })
 
+test('a coalesced batch split key by key: one get line per key, each part counting and settling its own callers', () => {
+  const results: string[] = []
+  const resolveOf = (key: string) => (value: Buffer | undefined): void => { results.push(`${key}=${value?.toString() ?? 'miss'}`) }
+  const batch = new GetBatch<Buffer>({ verb: 'gets', result: (value) => value }, () => {}, 'a', resolveOf('a'), (error) => { throw error })
+  for (const key of ['bb', 'a', 'clé', 'bb', 'bb']) batch.add(key, resolveOf(key), (error) => { throw error })
+  batch.deadline = 99
+  const parts = [batch, ...batch.splitEach()]
+  assert.deepEqual(parts.map((part) => [part.keyCount, part.callers, part.deadline]), [[1, 2, 99], [1, 3, 99], [1, 1, 99]])
+  const requests = new RequestBatch()
+  for (const part of parts) part.encode(requests)
+  const taken = requests.take()
+  assert.equal(Buffer.concat(Array.isArray(taken) ? taken : taken === undefined ? [] : [taken]).toString(), 'gets a\r\ngets bb\r\ngets clé\r\n')
+  assert.equal(feed(parts[1] as Request, [reply([['bb', 'B']])]).protocolError, undefined)
+  assert.deepEqual(results.splice(0), ['bb=B', 'bb=B', 'bb=B'])
+  assert.equal(feed(batch, [reply([['bb', 'B']])]).protocolError, 'VALUE for key "bb" that was not requested, or was already answered', 'the first part asks for its own key only')
+  // Left with one key, the first part is a plain one-key batch: reusable once answered.
+  assert.equal(batch.release(), true)
+})
+
 test('a single get answered twice is a protocol error', () => {
   for (const [how, pieces] of splittings(reply([['a', '1'], ['a', '2']]))) {
     const request = new SingleRequest<undefined>('values', 'get a\r\n', undefined, 0, () => undefined, () => {}, () => {}, 'a')
