@@ -444,6 +444,32 @@ describe('pipelining', () => {
     assert.deepEqual((await sent(['kbk:a', 'kbk:b', 'kbk:c', 'kbk:d', 'kbk:e'])).lines, ['get kbk:a kbk:b kbk:c', 'get kbk:d kbk:e'])
   })
 
+  test('past 64 callers, the next gets of those a full read answered leave before the rest of the reply is read', async () => {
+    const keys = Array.from({ length: 128 }, (_, i) => `deep:${String(i).padStart(3, '0')}`)
+    const value = Buffer.alloc(1024, 'v')
+    await Promise.all(keys.map(async (key) => await client.set(key, value)))
+    await client.version()
+    // Each write of gets, with how much the socket had read by then.
+    const writes: Array<{ keys: number, bytesRead: number }> = []
+    const original = net.Socket.prototype.write
+    net.Socket.prototype.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
+      const text = Buffer.from(chunk as Uint8Array).toString('latin1')
+      if (text.startsWith('get ')) writes.push({ keys: text.split(/[ \r\n]+/).length - 2, bytesRead: this.bytesRead })
+      return Reflect.apply(original, this, [chunk, ...rest]) as boolean
+    } as typeof original
+    try {
+      await Promise.all(keys.map(async (key) => { await client.get(key); await client.get(`${key}:again`) }))
+    } finally {
+      net.Socket.prototype.write = original
+    }
+    const [first, ...next] = writes
+    assert.equal(first?.keys, 128, 'the first round leaves as one get of 128 keys')
+    const replyBytes = keys.reduce((sum, key) => sum + `VALUE ${key} 0 1024\r\n`.length + 1024 + 2, 'END\r\n'.length)
+    assert.equal(next.reduce((sum, write) => sum + write.keys, 0), 128)
+    assert.ok((next[0]?.bytesRead ?? Infinity) < first.bytesRead + replyBytes,
+      `the first answered callers' gets left after ${(next[0]?.bytesRead ?? 0) - first.bytesRead} of ${replyBytes} reply bytes`)
+  })
+
   test('a batch of more than 64 keys on an idle connection leaves whole: one multi-key get', async () => {
     const keys = Array.from({ length: 65 }, (_, i) => `whole:${i}`)
     await Promise.all(keys.map(async (key) => await client.set(key, key)))
