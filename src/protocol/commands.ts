@@ -722,6 +722,11 @@ export class GetBatch<T> implements Request, GetWaiter<T> {
     }
   }
 
+  /** Whether it may be split: more than one key, and not written yet (a batch sent again keeps its keys). */
+  get splittable (): boolean {
+    return this.keyCount > 1 && (this.state & WRITTEN) === 0
+  }
+
   /** Keys this batch asks for. */
   get keyCount (): number {
     return this.others === undefined ? 1 : this.others.keys.length

@@ -561,7 +561,7 @@ export class Connection implements ParserSink {
     if (idle && !keyByKey && this.pending.length === 1) this.splitIdleBatch()
     while (this.pending.length > 0 && this.inflight.length < MAX_IN_FLIGHT) {
       const request = this.pending.shift() as Request
-      if (keyByKey && request instanceof GetBatch && request.keyCount > 1 && !request.full) this.writeKeyByKey(request)
+      if (keyByKey && request instanceof GetBatch && request.splittable) this.writeKeyByKey(request)
       else this.write(request)
     }
     const chunks = this.batch.take()
@@ -613,8 +613,7 @@ export class Connection implements ParserSink {
    */
   private splitIdleBatch (): void {
     const only = this.pending.peek()
-    // A batch written before (sent again after a close) keeps its keys.
-    if (!(only instanceof GetBatch) || only.full || only.keyCount < 2 || only.keyCount > MAX_SPLIT_KEYS) return
+    if (!(only instanceof GetBatch) || !only.splittable || only.keyCount > MAX_SPLIT_KEYS) return
     this.pending.push(only.splitOff(Math.ceil(only.keyCount / 2)))
   }
 

@@ -20,12 +20,11 @@ after(async () => {
   await Promise.all([server.stop(), other.stop()])
 })
 
-/** Records every byte the process writes to any socket while `body` runs. */
-async function captureWrites (body: () => Promise<unknown>): Promise<Buffer[]> {
-  const writes: Buffer[] = []
+/** Shows `record` every chunk the process writes to any socket while `body` runs, with the socket. */
+async function watchWrites (body: () => Promise<unknown>, record: (socket: net.Socket, chunk: Buffer) => void): Promise<void> {
   const original = net.Socket.prototype.write
   net.Socket.prototype.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
-    writes.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array))
+    record(this, typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array))
     return Reflect.apply(original, this, [chunk, ...rest]) as boolean
   } as typeof original
   try {
@@ -33,6 +32,12 @@ async function captureWrites (body: () => Promise<unknown>): Promise<Buffer[]> {
   } finally {
     net.Socket.prototype.write = original
   }
+}
+
+/** Records every byte the process writes to any socket while `body` runs. */
+async function captureWrites (body: () => Promise<unknown>): Promise<Buffer[]> {
+  const writes: Buffer[] = []
+  await watchWrites(body, (_, chunk) => { writes.push(chunk) })
   return writes
 }
 
@@ -451,17 +456,10 @@ describe('pipelining', () => {
     await client.version()
     // Each write of gets, with how much the socket had read by then.
     const writes: Array<{ keys: number, bytesRead: number }> = []
-    const original = net.Socket.prototype.write
-    net.Socket.prototype.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
-      const text = Buffer.from(chunk as Uint8Array).toString('latin1')
-      if (text.startsWith('get ')) writes.push({ keys: text.split(/[ \r\n]+/).length - 2, bytesRead: this.bytesRead })
-      return Reflect.apply(original, this, [chunk, ...rest]) as boolean
-    } as typeof original
-    try {
-      await Promise.all(keys.map(async (key) => { await client.get(key); await client.get(`${key}:again`) }))
-    } finally {
-      net.Socket.prototype.write = original
-    }
+    await watchWrites(async () => await Promise.all(keys.map(async (key) => { await client.get(key); await client.get(`${key}:again`) })), (socket, chunk) => {
+      const text = chunk.toString('latin1')
+      if (text.startsWith('get ')) writes.push({ keys: text.split(/[ \r\n]+/).length - 2, bytesRead: socket.bytesRead })
+    })
     const [first, ...next] = writes
     assert.equal(first?.keys, 128, 'the first round leaves as one get of 128 keys')
     const replyBytes = keys.reduce((sum, key) => sum + `VALUE ${key} 0 1024\r\n`.length + 1024 + 2, 'END\r\n'.length)
