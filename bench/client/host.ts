@@ -14,9 +14,10 @@ import type { Timing } from '../lib/config.js'
 import { holdAppHeap } from './app-heap.js'
 import { BatchRecorder } from './batches.js'
 import { createDriver, type Driver } from './drivers.js'
+import { CoalescedFloor } from './coalesced-floor.js'
 import { PromiseFloor, floorGet, floorSet } from './promise-floor.js'
 import { RawPipeline } from './raw.js'
-import { CEILING_ID, CLIENT_SCENARIOS, GET_KEYS, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, keyAt, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+import { CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, GET_KEYS, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, keyAt, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
 
 const value = benchValue()
 
@@ -68,6 +69,20 @@ function floorSubject (floors: { get: PromiseFloor, set: PromiseFloor }): Subjec
   }
 }
 
+/** The coalesced floor: gets only, its batches recorded for the batched ceiling to replay. */
+function coalescedFloorSubject (floor: CoalescedFloor): Subject {
+  const recorder = new BatchRecorder((GET_KEYS[0] as string).length)
+  const get = (inFlight: number) => (loop: number, n: number): Promise<Buffer | undefined> => floor.get(GET_KEYS[keyAt(loop, n, inFlight)] as string)
+  return {
+    check: async () => {
+      const got = await Promise.all(GET_KEYS.slice(0, 3).map(async (key) => await floor.get(key)))
+      if (got.some((each) => each === undefined || !each.equals(value))) throw new Error('coalesced floor: a get returned another value')
+    },
+    measure: async (scenario, timing) => await measureDriver(get(scenario.inFlight), scenario.inFlight, timing, recorder),
+    close: async () => { floor.close() }
+  }
+}
+
 async function answer (subject: Subject, request: HostRequest): Promise<HostReply> {
   if (request.type === 'check') {
     await subject.check(request.scenarios.map(scenarioOf))
@@ -92,6 +107,9 @@ async function main (): Promise<void> {
     ])
     subject = floorSubject({ get, set })
     ready = { type: 'ready', id, label: 'promise floor', note: 'the ceiling\'s socket behind a promise per command, each value copied out, the commands of a tick written together: the least a client whose commands return promises does', ops: ['get', 'set'] }
+  } else if (id === COALESCED_FLOOR_ID) {
+    subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port), (GET_KEYS[0] as string).length, VALUE_BYTES))
+    ready = { type: 'ready', id, label: 'coalesced floor', note: 'a socket behind a promise per get, the gets of a tick sent as one multi-key get, each value a view of the read buffer, replies cut at known lengths: the least a coalescing client whose gets return promises does', ops: ['get'] }
   } else {
     const driver = createDriver(id, `${host}:${port}`)
     subject = clientSubject(driver)

@@ -11,7 +11,7 @@ import { median, progress, ratio, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { DRIVER_IDS } from './drivers.js'
 import { ClientHost } from './hosts.js'
-import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, PROMISE_FLOOR_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
+import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, FLOOR_BATCHED_CEILING_ID, PROMISE_FLOOR_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
 
 export interface ClientInfo {
   id: string
@@ -54,7 +54,7 @@ export interface ClientSummary {
   vsCeiling: number
   /** Ceiling CPU per command over this client's: the ratio a CPU-bound client would reach on an idle machine. */
   cpuVsCeiling: number
-  /** Over the batched ceiling (ours' coalesced batches replayed); NaN where there is none. */
+  /** Over the batched ceiling (ours' coalesced batches replayed; the coalesced floor's own for the floor); NaN where there is none. */
   vsBatched: number
   cpuVsBatched: number
   /** Median bytes allocated per command, V8 heap plus ArrayBuffers (NaN when unknown). */
@@ -114,9 +114,10 @@ export async function runClientSuite (server: { host: string, port: number, addr
   const scenarios = CLIENT_SCENARIOS.filter((scenario) => only?.has(scenario.id) ?? true)
   progress(`client: preloading ${KEY_COUNT * 2} items of ${VALUE_BYTES} bytes`)
   await preload(server.address, benchValue())
-  // Naming clients in `only` narrows the peers (and the promise floor) too; the ceiling always runs.
-  const named = [PROMISE_FLOOR_ID, ...DRIVER_IDS].filter((id) => only?.has(id) ?? false)
-  const ids = [CEILING_ID, ...(named.length > 0 ? named : [PROMISE_FLOOR_ID, ...DRIVER_IDS])]
+  // Naming clients in `only` narrows the peers (and the floors) too; the ceiling always runs.
+  const everyId = [PROMISE_FLOOR_ID, ...(scenarios.some((scenario) => scenario.batched) ? [COALESCED_FLOOR_ID] : []), ...DRIVER_IDS]
+  const named = everyId.filter((id) => only?.has(id) ?? false)
+  const ids = [CEILING_ID, ...(named.length > 0 ? named : everyId)]
   const heapMb = Math.max(0, ...scenarios.map((scenario) => scenario.heapMb))
   const idsOf = (special: (scenario: ClientScenario) => boolean): string[] => ids.filter((id) => scenarios.some((scenario) => special(scenario) && (scenario.clients?.includes(id) ?? true)))
   const heapIds = idsOf((scenario) => scenario.heapMb > 0)
@@ -139,13 +140,15 @@ export async function runClientSuite (server: { host: string, port: number, addr
       progress(`client: through twemproxy on ${proxy.host}:${proxy.port}: ${proxyIds.join(', ')} (pids ${proxyHosts.map((host) => host.pid ?? '?').join(', ')})`)
     }
     for (const host of [...hosts, ...heapHosts, ...proxyHosts]) await host.ask({ type: 'check', scenarios: scenarios.map((scenario) => scenario.id) }, windowMs)
-    const windows = scenarios.reduce((sum, scenario) => sum + (scenario.clients?.length ?? ids.length) + (scenario.batched ? 1 : 0), 0)
+    const hasFloor = ids.includes(COALESCED_FLOOR_ID)
+    const windowsOf = (scenario: ClientScenario): number => scenario.clients?.length ?? (scenario.batched ? ids.length + (hasFloor ? 2 : 1) : ids.length - (hasFloor ? 1 : 0))
+    const windows = scenarios.reduce((sum, scenario) => sum + windowsOf(scenario), 0)
     progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * windows * windowMs / 1000)} s)`)
     for (let round = 1; round <= timing.rounds; round++) {
       for (const scenario of scenarios) {
         const line: string[] = []
         const pool = scenario.viaProxy === true ? proxyHosts : scenario.heapMb > 0 ? heapHosts : hosts
-        const contenders = pool.filter((host) => host.ops.has(scenario.op) && (scenario.clients?.includes(host.id) ?? true))
+        const contenders = pool.filter((host) => host.ops.has(scenario.op) && (scenario.clients?.includes(host.id) ?? true) && (scenario.batched || host.id !== COALESCED_FLOOR_ID))
         const ceiling = pool.find((host) => host.id === CEILING_ID)
         const measure = async (host: ClientHost, client: string, batches?: number[]): Promise<Measured> => {
           const { result, foreignCores, attempts } = await guarded(async () => {
@@ -163,8 +166,9 @@ export async function runClientSuite (server: { host: string, port: number, addr
         for (let i = 0; i < contenders.length; i++) {
           const host = contenders[(i + round - 1) % contenders.length] as ClientHost
           const result = await measure(host, host.id)
-          if (host.id === 'ours' && ceiling !== undefined && result.batches !== undefined && result.batches.length > 0) {
-            await measure(ceiling, BATCHED_CEILING_ID, result.batches)
+          const replay = BATCHED_CEILING_OF[host.id]
+          if (replay !== undefined && ceiling !== undefined && result.batches !== undefined && result.batches.length > 0) {
+            await measure(ceiling, replay, result.batches)
           }
         }
         progress(`client round ${round}/${timing.rounds} ${scenario.label}: ${line.join(' | ')}`)
@@ -174,6 +178,9 @@ export async function runClientSuite (server: { host: string, port: number, addr
     await Promise.all([...hosts, ...heapHosts, ...proxyHosts].map(async (host) => await host.stop()))
   }
   const clients: ClientInfo[] = hosts.map(({ id, label, note }) => ({ id, label, ...(note === undefined ? {} : { note }) }))
+  if (samples.some((s) => s.client === FLOOR_BATCHED_CEILING_ID)) {
+    clients.splice(1, 0, { id: FLOOR_BATCHED_CEILING_ID, label: 'raw socket, the coalesced floor\'s batches (ceiling)', note: 'the multi-key gets the coalesced floor wrote in its window, replayed as ours\' are' })
+  }
   if (samples.some((s) => s.client === BATCHED_CEILING_ID)) {
     clients.splice(1, 0, { id: BATCHED_CEILING_ID, label: 'raw socket, ours\' batches (ceiling)', note: 'the multi-key gets ours (coalescing) wrote in its window, pre-built and replayed over one socket with as many keys in flight' })
   }
@@ -190,6 +197,9 @@ export async function runClientSuite (server: { host: string, port: number, addr
   }
 }
 
+/** The clients whose coalesced batches the ceiling replays right after them, and the id of that replay. */
+const BATCHED_CEILING_OF: Readonly<Record<string, string>> = { ours: BATCHED_CEILING_ID, [COALESCED_FLOOR_ID]: FLOOR_BATCHED_CEILING_ID }
+
 function mean (values: readonly number[]): number {
   return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
 }
@@ -205,8 +215,6 @@ function summarize (all: readonly ClientSample[], scenarios: readonly ClientScen
     const ours = medianOf('ours', (s) => s.opsPerSec)
     const ceiling = medianOf(CEILING_ID, (s) => s.opsPerSec)
     const ceilingCpu = medianOf(CEILING_ID, (s) => s.cpuUs)
-    const batched = medianOf(BATCHED_CEILING_ID, (s) => s.opsPerSec)
-    const batchedCpu = medianOf(BATCHED_CEILING_ID, (s) => s.cpuUs)
     for (const client of clients) {
       const every = all.filter((s) => s.scenario === scenario.id && s.client === client.id)
       if (every.length === 0) continue
@@ -214,6 +222,9 @@ function summarize (all: readonly ClientSample[], scenarios: readonly ClientScen
       const opsPerSec = median(mine.map((s) => s.opsPerSec))
       const cpuUs = median(mine.map((s) => s.cpuUs))
       const batches = mine.flatMap((s) => s.meanBatch === undefined ? [] : [s.meanBatch])
+      const replay = BATCHED_CEILING_OF[client.id] ?? BATCHED_CEILING_ID
+      const batched = medianOf(replay, (s) => s.opsPerSec)
+      const batchedCpu = medianOf(replay, (s) => s.cpuUs)
       summary.push({
         scenario: scenario.id,
         client: client.id,

@@ -16,6 +16,10 @@ export const CEILING_ID = 'ceiling'
 export const BATCHED_CEILING_ID = 'ceiling-batched'
 /** The promise floor (promise-floor.ts): the raw socket behind a promise per command. */
 export const PROMISE_FLOOR_ID = 'floor-promise'
+/** The coalesced floor (coalesced-floor.ts), measured where ours coalesces (`batched` scenarios). */
+export const COALESCED_FLOOR_ID = 'floor-coalesced'
+/** The ceiling replaying the coalesced floor's batches. */
+export const FLOOR_BATCHED_CEILING_ID = 'ceiling-batched-floor'
 
 export const VALUE_BYTES = 1024
 export const KEY_COUNT = 1024
@@ -36,7 +40,7 @@ export interface ClientScenario {
   heapMb: number
   /** Only these clients run it; undefined: every client and the ceiling. */
   clients?: readonly string[]
-  /** Ours coalesces these gets: the batched ceiling replays ours' batches next to it. */
+  /** Ours coalesces these gets: the batched ceiling replays ours' batches next to it, and the coalesced floor runs. */
   batched: boolean
   /** Through a twemproxy in front of the same memcached, in hosts of their own. */
   viaProxy?: boolean
