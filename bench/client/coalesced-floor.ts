@@ -17,10 +17,11 @@
  *   when a deep pipeline's read filled its buffer, else once per turn of the
  *   event loop: ours' rule (Connection.scheduleFlush).
  *
- * It parses nothing: every key is a hit with a header of known length, so
- * replies are cut at known offsets, and each value's last bytes and each
- * batch's `END` are checked, no more. It validates no key and looks none up
- * in its reply.
+ * Of each reply line it reads only what no client can do without: whether
+ * it is `END`, and the size at the end of a VALUE header (a client cannot
+ * know where a value ends before reading it). It checks each value's CRLF,
+ * validates no key, reads no flags and looks no key up in its reply: it
+ * trusts that every key asked is answered, in order.
  */
 import { Buffer } from 'node:buffer'
 import net from 'node:net'
@@ -29,6 +30,7 @@ import { MIN_READ_BYTES, readBufferSize } from '../../src/protocol/connection.js
 
 const RESOLVED = Promise.resolve()
 const END = Buffer.from('END\r\n')
+const EMPTY = Buffer.alloc(0)
 /** Ours' threshold for writing per read (MAX_SPLIT_KEYS in the connection). */
 const DEEP_PIPELINE = 64
 
@@ -37,33 +39,24 @@ export class CoalescedFloor {
   private readonly resolvers: Array<(value: Buffer | undefined) => void> = []
   private readonly rejecters: Array<(error: Error) => void> = []
   private head = 0
-  /** Keys of each batch written and not fully answered, oldest first from `batchHead`. */
-  private readonly batches: number[] = []
-  private batchHead = 0
   private flushScheduled = false
-  /** Keys of the batch being read not read yet; -1 between batches. */
-  private left = -1
-  /** Bytes read of the value block, or of the `END`, being read. */
-  private partRead = 0
+  /** Size of the value being read; -1 while reading lines. */
+  private size = -1
+  /** Bytes of the value being read and its CRLF read so far, when split across reads. */
+  private filled = 0
   /** The value being assembled across reads. */
   private split: Buffer | undefined
+  /** The start of a line split across reads. */
+  private partial: Buffer | undefined
   private malformed = false
   private readBuffer = Buffer.allocUnsafeSlow(MIN_READ_BYTES)
   private viewed = false
   private lastRead = 0
   private readFilledBuffer = false
-  private readonly blockBytes: number
-  private readonly headerBytes: number
   private socket: net.Socket | undefined
 
-  /** Keys of `keyBytes` bytes, each holding `valueBytes` bytes with flags 0. */
-  private constructor (keyBytes: number, private readonly valueBytes: number) {
-    this.headerBytes = `VALUE ${'k'.repeat(keyBytes)} 0 ${valueBytes}\r\n`.length
-    this.blockBytes = this.headerBytes + valueBytes + 2
-  }
-
-  static async connect (host: string, port: number, keyBytes: number, valueBytes: number): Promise<CoalescedFloor> {
-    const floor = new CoalescedFloor(keyBytes, valueBytes)
+  static async connect (host: string, port: number): Promise<CoalescedFloor> {
+    const floor = new CoalescedFloor()
     const socket = net.connect({ host, port, noDelay: true, onread: { buffer: floor.nextReadBuffer, callback: (bytes, buffer) => floor.onRead(buffer as Buffer, bytes) } })
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve())
@@ -97,7 +90,6 @@ export class CoalescedFloor {
     const asked = this.asked
     if (asked.length === 0) return
     this.asked = []
-    this.batches.push(asked.length)
     this.socket?.write(Buffer.from(`get ${asked.join(' ')}\r\n`, 'latin1'))
   }
 
@@ -112,60 +104,78 @@ export class CoalescedFloor {
     this.lastRead = bytes
     this.readFilledBuffer = bytes === read.length
     for (let at = 0; at < bytes;) {
-      if (this.left === -1) this.left = this.batches[this.batchHead++] as number
-      if (this.left === 0) at += this.readEnd(read, at, bytes)
-      else if (this.partRead === 0 && bytes - at >= this.blockBytes) at += this.viewValue(read, at)
-      else at += this.copyValue(read, at, bytes)
-    }
-    if (this.batchHead > 1024 && this.batchHead * 2 > this.batches.length) {
-      this.batches.splice(0, this.batchHead)
-      this.batchHead = 0
+      if (this.size < 0) at = this.readLine(read, at, bytes)
+      else if (this.filled === 0 && bytes - at >= this.size + 2) at = this.viewValue(read, at)
+      else at = this.copyValue(read, at, bytes)
     }
     return true
   }
 
-  /** A whole value block at `at`: hands out a view of its value. */
-  private viewValue (read: Buffer, at: number): number {
-    const end = at + this.blockBytes
-    if (read[end - 2] !== 13 || read[end - 1] !== 10) this.malformed = true
-    this.viewed = true
-    this.valueRead(read.subarray(at + this.headerBytes, end - 2))
-    return this.blockBytes
+  /**
+   * The line at `at`: `END` or a VALUE header, whose last field is the size
+   * of the value after it (read backwards from the CR; nothing else of the
+   * line is looked at). A line split across reads is put together first.
+   */
+  private readLine (read: Buffer, at: number, bytes: number): number {
+    let lf = read.indexOf(10, at)
+    if (lf === -1 || lf >= bytes) {
+      this.partial = Buffer.concat([this.partial ?? EMPTY, read.subarray(at, bytes)])
+      return bytes
+    }
+    let line = read
+    let start = at
+    const next = lf + 1
+    if (this.partial !== undefined) {
+      line = Buffer.concat([this.partial, read.subarray(at, next)])
+      this.partial = undefined
+      start = 0
+      lf = line.length - 1
+    }
+    if (line[start] === 69) {
+      if (lf - start !== END.length - 1 || line.compare(END, 0, END.length, start, lf + 1) !== 0) this.malformed = true
+      return next
+    }
+    let size = 0
+    let digit = lf - 2
+    for (let scale = 1; digit > start && line[digit] !== 32; digit--, scale *= 10) size += ((line[digit] as number) - 48) * scale
+    if (line[start] !== 86 || line[lf - 1] !== 13 || digit === lf - 2) this.malformed = true
+    this.size = size
+    this.filled = 0
+    return next
   }
 
-  /** Part of a value block split across reads: copies the value's part of it. */
+  /** A whole value and its CRLF at `at`: hands out a view of it. */
+  private viewValue (read: Buffer, at: number): number {
+    const end = at + this.size
+    if (read[end] !== 13 || read[end + 1] !== 10) this.malformed = true
+    this.viewed = true
+    this.size = -1
+    this.valueRead(read.subarray(at, end))
+    return end + 2
+  }
+
+  /** Part of a value (and its CRLF) split across reads: copies it into a value of its own. */
   private copyValue (read: Buffer, at: number, bytes: number): number {
-    const take = Math.min(bytes - at, this.blockBytes - this.partRead)
-    const value = (this.split ??= Buffer.allocUnsafe(this.valueBytes))
-    const from = Math.max(this.partRead, this.headerBytes)
-    const to = Math.min(this.partRead + take, this.headerBytes + this.valueBytes)
-    if (to > from) read.copy(value, from - this.headerBytes, at + from - this.partRead, at + to - this.partRead)
-    for (let i = Math.max(this.partRead, this.blockBytes - 2); i < this.partRead + take; i++) {
-      if (read[at + i - this.partRead] !== (i === this.blockBytes - 2 ? 13 : 10)) this.malformed = true
+    const size = this.size
+    const value = (this.split ??= Buffer.allocUnsafe(size))
+    if (this.filled < size) {
+      const copied = read.copy(value, this.filled, at, Math.min(bytes, at + size - this.filled))
+      this.filled += copied
+      at += copied
     }
-    this.partRead += take
-    if (this.partRead === this.blockBytes) {
-      this.partRead = 0
+    for (; this.filled < size + 2 && at < bytes; this.filled++, at++) {
+      if (read[at] !== (this.filled === size ? 13 : 10)) this.malformed = true
+    }
+    if (this.filled === size + 2) {
       this.split = undefined
+      this.size = -1
+      this.filled = 0
       this.valueRead(value)
     }
-    return take
-  }
-
-  /** Checks the batch's `END\r\n`, which may be split across reads. */
-  private readEnd (read: Buffer, at: number, bytes: number): number {
-    const take = Math.min(bytes - at, END.length - this.partRead)
-    for (let i = 0; i < take; i++) if (read[at + i] !== END[this.partRead + i]) this.malformed = true
-    this.partRead += take
-    if (this.partRead === END.length) {
-      this.partRead = 0
-      this.left = -1
-    }
-    return take
+    return at
   }
 
   private valueRead (value: Buffer): void {
-    this.left--
     const index = this.head++
     const resolve = this.resolvers[index] as (value: Buffer | undefined) => void
     const reject = this.rejecters[index] as (error: Error) => void
@@ -176,7 +186,7 @@ export class CoalescedFloor {
     }
     if (this.malformed) {
       this.malformed = false
-      reject(new MemcachedError('MC_PROTOCOL', 'coalesced floor: a value block did not end with \\r\\n, or a batch with END'))
+      reject(new MemcachedError('MC_PROTOCOL', 'coalesced floor: a reply line or a value\'s CRLF was not as expected'))
     } else {
       resolve(value)
     }

@@ -108,8 +108,8 @@ async function main (): Promise<void> {
     subject = floorSubject({ get, set })
     ready = { type: 'ready', id, label: 'promise floor', note: 'the ceiling\'s socket behind a promise per command, each value copied out, the commands of a tick written together: the least a client whose commands return promises does', ops: ['get', 'set'] }
   } else if (id === COALESCED_FLOOR_ID) {
-    subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port), (GET_KEYS[0] as string).length, VALUE_BYTES))
-    ready = { type: 'ready', id, label: 'coalesced floor', note: 'a socket behind a promise per get, the gets of a tick sent as one multi-key get, each value a view of the read buffer, replies cut at known lengths: the least a coalescing client whose gets return promises does', ops: ['get'] }
+    subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port)))
+    ready = { type: 'ready', id, label: 'coalesced floor', note: 'a socket behind a promise per get, the gets of a tick sent as one multi-key get, each value a view of the read buffer, of each reply line only END or the size of a value read: the least a coalescing client whose gets return promises does', ops: ['get'] }
   } else {
     const driver = createDriver(id, `${host}:${port}`)
     subject = clientSubject(driver)
