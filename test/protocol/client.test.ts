@@ -572,6 +572,17 @@ describe('pipelining', () => {
     a[0] = 0x7a
     assert.equal(b.toString(), 'abc')
   })
+
+  test('a key asked by several callers of one batch is sent once, and each caller gets it', async () => {
+    const asked = ['dup:a', 'dup:hot', 'dup:b', 'dup:hot', 'dup:c', 'dup:a', 'dup:hot', 'dup:d', 'dup:missing', 'dup:missing']
+    await Promise.all([...new Set(asked)].filter((key) => key !== 'dup:missing').map(async (key) => await client.set(key, `v:${key}`)))
+    let got: Array<Buffer | undefined> = []
+    const writes = await captureWrites(async () => { got = await Promise.all(asked.map(async (key) => await client.get(key))) })
+    const sent = writes.map((chunk) => chunk.toString('latin1')).join('').split('\r\n')
+      .filter((line) => line.startsWith('get ')).flatMap((line) => line.slice(4).split(' '))
+    assert.deepEqual(sent.toSorted(), [...new Set(asked)].toSorted(), 'each key once on the wire')
+    assert.deepEqual(got.map((value) => value?.toString()), asked.map((key) => key === 'dup:missing' ? undefined : `v:${key}`))
+  })
 })
 
 describe('several servers', () => {

@@ -180,6 +180,26 @@ test('a coalesced batch split in two: each half keeps the deadline, counts its o
   assert.deepEqual(results.sort(), ['clé=miss', 'd=D', 'd=D', 'd=D'])
 })
 
+test('callers joining the halves of a split batch: a key already in a half joins its callers there, a key of the other half is asked anew', () => {
+  const results: string[] = []
+  const resolveOf = (key: string) => (value: Buffer | undefined): void => { results.push(`${key}=${value?.toString() ?? 'miss'}`) }
+  const batch = new GetBatch<Buffer>({ verb: 'get', result: (value) => value }, () => {}, 'a', resolveOf('a'), (error) => { throw error })
+  for (const key of ['b', 'c', 'd']) batch.add(key, resolveOf(key), (error) => { throw error })
+  const tail = batch.splitOff(2)
+  for (const key of ['b', 'c']) batch.add(key, resolveOf(key), (error) => { throw error })
+  for (const key of ['d', 'b', 'c']) tail.add(key, resolveOf(key), (error) => { throw error })
+  assert.deepEqual([batch.keyCount, batch.callers, tail.keyCount, tail.callers], [3, 4, 3, 5])
+  const requests = new RequestBatch()
+  batch.encode(requests)
+  tail.encode(requests)
+  const taken = requests.take()
+  assert.equal(Buffer.concat(Array.isArray(taken) ? taken : taken === undefined ? [] : [taken]).toString(), 'get a b c\r\nget c d b\r\n')
+  assert.equal(feed(batch, [reply([['a', 'A'], ['b', 'B'], ['c', 'C']])]).protocolError, undefined)
+  assert.deepEqual(results.splice(0).sort(), ['a=A', 'b=B', 'b=B', 'c=C'])
+  assert.equal(feed(tail, [reply([['c', 'C'], ['d', 'D'], ['b', 'B']])]).protocolError, undefined)
+  assert.deepEqual(results.sort(), ['b=B', 'c=C', 'c=C', 'd=D', 'd=D'])
+})
+
 test('a coalesced batch split key by key: one get line per key, each part counting and settling its own callers', () => {
   const results: string[] = []
   const resolveOf = (key: string) => (value: Buffer | undefined): void => { results.push(`${key}=${value?.toString() ?? 'miss'}`) }
