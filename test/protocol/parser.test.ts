@@ -263,6 +263,31 @@ test('parser: a large value in a read that fills little of its buffer is copied,
   assert.ok((received[0]?.buffer.byteLength ?? Infinity) <= Buffer.poolSize, 'copied into the shared pool, not a buffer of its own')
 })
 
+test('parser: a read of one loopback segment into a buffer doubled to 128 KiB hands its values out as views, one of a third of that is copied', () => {
+  // A read that fills 64 KiB doubles the buffer (connection.ts); the next
+  // read is often one loopback segment, 65,415 bytes: just under half.
+  const received: Buffer[] = []
+  const sink = new RecordingSink(['values', 'values'])
+  sink.onValue = (_key, _flags, data) => { received.push(data) }
+  const parser = new ReplyParser(sink, LIMITS)
+  const block = (key: string): string => `VALUE ${key} 0 1024\r\n${'s'.repeat(1024)}\r\n`
+  const readInto = (buffer: Buffer, fill: number): number => {
+    let text = ''
+    for (let i = 0; (text + block(`k${i}`)).length + 'END\r\n'.length <= fill; i++) text += block(`k${i}`)
+    return buffer.write(`${text}END\r\n`)
+  }
+  const segment = Buffer.alloc(128 * 1024)
+  const bytes = readInto(segment, 65_415)
+  assert.ok(bytes > 64_000 && bytes < 64 * 1024, `${bytes} bytes: under half of the buffer`)
+  parser.feed(segment.subarray(0, bytes))
+  assert.equal(parser.takeViewed(), true, 'a segment in a doubled buffer: views')
+  assert.equal(received[0]?.buffer, segment.buffer)
+  const third = Buffer.alloc(128 * 1024)
+  parser.feed(third.subarray(0, readInto(third, 128 * 1024 / 3)))
+  assert.equal(parser.takeViewed(), false, 'a third of the buffer: copies')
+  assert.notEqual(received.at(-1)?.buffer, third.buffer)
+})
+
 test('parser: a multi-value reply split into two reads at every byte offset gives the same values, and none changes when the read buffer takes the next read', () => {
   // Values of VIEW_MIN_BYTES and more around small ones and a miss, with cas:
   // every header, value and CRLF is cut at every byte once. Each read lands

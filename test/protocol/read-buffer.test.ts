@@ -1,5 +1,5 @@
 // How the connection sizes the buffer socket reads go into. Values are views
-// of a read only when it fills half of its buffer (parser.ts), so the size
+// of a read only when it fills nearly half of its buffer (parser.ts), so the size
 // decides whether a large reply's values are copied one by one or not.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
