@@ -7,7 +7,7 @@
  */
 import type { Timing } from '../lib/config.js'
 import { RetryBudget, guarded, undisturbed } from '../lib/cpu.js'
-import { median, progress, ratio, formatCount } from '../lib/stats.js'
+import { median, pairedRatio, progress, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { DRIVER_IDS } from './drivers.js'
 import { ClientHost } from './hosts.js'
@@ -48,9 +48,9 @@ export interface ClientSummary {
   errors: number
   /** Median CPU of the client process per command, microseconds. */
   cpuUs: number
-  /** Median over ours (coalescing). */
+  /** Over ours (coalescing): the median of the ratios round by round (`pairedRatio`), as every ratio here. */
   vsOurs: number
-  /** Median over the raw-socket ceiling. */
+  /** Over the raw-socket ceiling. */
   vsCeiling: number
   /** Ceiling CPU per command over this client's: the ratio a CPU-bound client would reach on an idle machine. */
   cpuVsCeiling: number
@@ -204,17 +204,12 @@ function mean (values: readonly number[]): number {
   return values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length)
 }
 
-function summarize (all: readonly ClientSample[], scenarios: readonly ClientScenario[], clients: readonly ClientInfo[]): ClientSummary[] {
+export function summarize (all: readonly ClientSample[], scenarios: readonly ClientScenario[], clients: readonly ClientInfo[]): ClientSummary[] {
   const summary: ClientSummary[] = []
   for (const scenario of scenarios) {
     const of = (client: string): ClientSample[] => undisturbed(all.filter((s) => s.scenario === scenario.id && s.client === client))
-    const medianOf = (client: string, pick: (s: ClientSample) => number): number | undefined => {
-      const values = of(client).map(pick)
-      return values.length === 0 ? undefined : median(values)
-    }
-    const ours = medianOf('ours', (s) => s.opsPerSec)
-    const ceiling = medianOf(CEILING_ID, (s) => s.opsPerSec)
-    const ceilingCpu = medianOf(CEILING_ID, (s) => s.cpuUs)
+    const rate = (s: ClientSample): number => s.opsPerSec
+    const cpu = (s: ClientSample): number => s.cpuUs
     for (const client of clients) {
       const every = all.filter((s) => s.scenario === scenario.id && s.client === client.id)
       if (every.length === 0) continue
@@ -222,9 +217,7 @@ function summarize (all: readonly ClientSample[], scenarios: readonly ClientScen
       const opsPerSec = median(mine.map((s) => s.opsPerSec))
       const cpuUs = median(mine.map((s) => s.cpuUs))
       const batches = mine.flatMap((s) => s.meanBatch === undefined ? [] : [s.meanBatch])
-      const replay = BATCHED_CEILING_OF[client.id] ?? BATCHED_CEILING_ID
-      const batched = medianOf(replay, (s) => s.opsPerSec)
-      const batchedCpu = medianOf(replay, (s) => s.cpuUs)
+      const batched = of(BATCHED_CEILING_OF[client.id] ?? BATCHED_CEILING_ID)
       summary.push({
         scenario: scenario.id,
         client: client.id,
@@ -236,11 +229,11 @@ function summarize (all: readonly ClientSample[], scenarios: readonly ClientScen
         allocatedBytes: median(mine.map((s) => (s.heapBytes ?? NaN) + (s.arrayBufferBytes ?? NaN))),
         arrayBufferBytes: median(mine.map((s) => s.arrayBufferBytes ?? NaN)),
         ...(batches.length === 0 ? {} : { meanBatch: median(batches) }),
-        vsOurs: ratio(opsPerSec, ours),
-        vsCeiling: ratio(opsPerSec, ceiling),
-        cpuVsCeiling: ratio(ceilingCpu, cpuUs),
-        vsBatched: ratio(opsPerSec, batched),
-        cpuVsBatched: ratio(batchedCpu, cpuUs)
+        vsOurs: pairedRatio(mine, of('ours'), rate),
+        vsCeiling: pairedRatio(mine, of(CEILING_ID), rate),
+        cpuVsCeiling: pairedRatio(of(CEILING_ID), mine, cpu),
+        vsBatched: pairedRatio(mine, batched, rate),
+        cpuVsBatched: pairedRatio(batched, mine, cpu)
       })
     }
   }

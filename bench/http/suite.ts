@@ -12,7 +12,7 @@ import type { BenchConfig } from '../lib/config.js'
 import { RetryBudget, guarded, processCpuSeconds, undisturbed } from '../lib/cpu.js'
 import type { Pinning } from '../lib/machine.js'
 import { spawnPinned, stopChild } from '../lib/processes.js'
-import { formatCount, formatMs, median, progress, ratio } from '../lib/stats.js'
+import { formatCount, formatMs, median, pairedRatio, progress } from '../lib/stats.js'
 import type { LoadJob, LoadResult } from './load.js'
 import type { ServerMessage } from './server.js'
 import { VARIANTS, type Backends, type Variant, type VariantId } from './variants.js'
@@ -59,7 +59,7 @@ export interface HttpSummary {
   /** Windows left out of the medians: disturbed by other processes (see `undisturbed`). */
   disturbed: number
   errors: number
-  /** Over ours + MemoryStore, same route. */
+  /** Over ours + MemoryStore, same route: the median of the ratios round by round (`pairedRatio`), as every ratio here. */
   vsOursMemory: number
   /** Over no session, same route. */
   vsCeiling: number
@@ -235,18 +235,14 @@ export async function runHttpSuite (config: BenchConfig, backends: Backends, pin
   }
 }
 
-function summarize (all: readonly HttpSample[], variants: ReadonlyArray<Variant & { skipped?: string }>, counts: readonly number[]): HttpSummary[] {
+export function summarize (all: readonly HttpSample[], variants: ReadonlyArray<Variant & { skipped?: string }>, counts: readonly number[]): HttpSummary[] {
   const summary: HttpSummary[] = []
   for (const connections of counts) for (const route of ROUTES) {
     const every = (variant: VariantId): HttpSample[] => all.filter((s) => s.route === route.id && s.connections === connections && s.variant === variant)
-    const medianOf = (variant: VariantId, pick: (s: HttpSample) => number): number | undefined => {
-      const mine = undisturbed(every(variant))
-      return mine.length === 0 ? undefined : median(mine.map(pick))
-    }
-    const oursMemory = medianOf('ours-memory', (s) => s.reqPerSec)
-    const ceiling = medianOf('none', (s) => s.reqPerSec)
-    const oursMemoryCpu = medianOf('ours-memory', (s) => s.serverCpuUs)
-    const ceilingCpu = medianOf('none', (s) => s.serverCpuUs)
+    const rate = (s: HttpSample): number => s.reqPerSec
+    const cpu = (s: HttpSample): number => s.serverCpuUs
+    const oursMemory = undisturbed(every('ours-memory'))
+    const ceiling = undisturbed(every('none'))
     for (const variant of variants) {
       const samples = every(variant.id)
       if (samples.length === 0) continue
@@ -265,10 +261,10 @@ function summarize (all: readonly HttpSample[], variants: ReadonlyArray<Variant 
         samples: samples.map((s) => Math.round(s.reqPerSec)),
         disturbed: samples.length - mine.length,
         errors: samples.reduce((sum, s) => sum + s.errors, 0),
-        vsOursMemory: ratio(reqPerSec, oursMemory),
-        vsCeiling: ratio(reqPerSec, ceiling),
-        cpuVsOursMemory: ratio(oursMemoryCpu, serverCpuUs),
-        cpuVsCeiling: ratio(ceilingCpu, serverCpuUs)
+        vsOursMemory: pairedRatio(mine, oursMemory, rate),
+        vsCeiling: pairedRatio(mine, ceiling, rate),
+        cpuVsOursMemory: pairedRatio(oursMemory, mine, cpu),
+        cpuVsCeiling: pairedRatio(ceiling, mine, cpu)
       })
     }
   }

@@ -24,6 +24,24 @@ export function formatRatio (value: number): string {
   return Number.isFinite(value) ? `${value.toFixed(2)}x` : 'n/a'
 }
 
+/**
+ * The median over rounds of `pick(a)` over `pick(b)` in the same round. The
+ * bench measures every contender once per round, back to back, so a machine
+ * that slows down or speeds up between rounds moves both sides of a round
+ * together; the medians of each side, taken apart, may come from rounds of
+ * different speed (run M: 104k to 157k gets/s between rounds of one client
+ * at 4 in flight, which put the medians at 0.80x where every round but one
+ * was 0.97x to 1.01x).
+ */
+export function pairedRatio<T extends { round: number }> (a: readonly T[], b: readonly T[], pick: (sample: T) => number): number {
+  const byRound = new Map(b.map((sample) => [sample.round, pick(sample)]))
+  const ratios = a.flatMap((sample) => {
+    const value = ratio(pick(sample), byRound.get(sample.round))
+    return Number.isFinite(value) ? [value] : []
+  })
+  return median(ratios)
+}
+
 /** Milliseconds with two decimals. */
 export function formatMs (value: number): string {
   return Number.isFinite(value) ? value.toFixed(2) : 'n/a'
