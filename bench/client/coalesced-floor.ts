@@ -27,6 +27,7 @@ import { Buffer } from 'node:buffer'
 import net from 'node:net'
 import { MemcachedError } from '../../src/index.js'
 import { MIN_READ_BYTES, readBufferSize } from '../../src/protocol/connection.js'
+import { CallerQueue } from './callers.js'
 
 const RESOLVED = Promise.resolve()
 const END = Buffer.from('END\r\n')
@@ -36,9 +37,7 @@ const DEEP_PIPELINE = 64
 
 export class CoalescedFloor {
   private asked: string[] = []
-  private readonly resolvers: Array<(value: Buffer | undefined) => void> = []
-  private readonly rejecters: Array<(error: Error) => void> = []
-  private head = 0
+  private readonly callers = new CallerQueue()
   private flushScheduled = false
   /** Size of the value being read; -1 while reading lines. */
   private size = -1
@@ -71,14 +70,11 @@ export class CoalescedFloor {
     this.asked.push(key)
     if (!this.flushScheduled) {
       this.flushScheduled = true
-      const outstanding = this.resolvers.length - this.head
+      const outstanding = this.callers.size
       if (outstanding === 0 || (this.readFilledBuffer && outstanding > DEEP_PIPELINE)) void RESOLVED.then(this.flush)
       else setImmediate(this.flush)
     }
-    return new Promise<Buffer | undefined>((resolve, reject) => {
-      this.resolvers.push(resolve)
-      this.rejecters.push(reject)
-    })
+    return this.callers.add()
   }
 
   close (): void {
@@ -176,19 +172,8 @@ export class CoalescedFloor {
   }
 
   private valueRead (value: Buffer): void {
-    const index = this.head++
-    const resolve = this.resolvers[index] as (value: Buffer | undefined) => void
-    const reject = this.rejecters[index] as (error: Error) => void
-    if (this.head > 1024 && this.head * 2 > this.resolvers.length) {
-      this.resolvers.splice(0, this.head)
-      this.rejecters.splice(0, this.head)
-      this.head = 0
-    }
-    if (this.malformed) {
-      this.malformed = false
-      reject(new MemcachedError('MC_PROTOCOL', 'coalesced floor: a reply line or a value\'s CRLF was not as expected'))
-    } else {
-      resolve(value)
-    }
+    if (!this.malformed) return this.callers.settle(value)
+    this.malformed = false
+    this.callers.settle(undefined, new MemcachedError('MC_PROTOCOL', 'coalesced floor: a reply line or a value\'s CRLF was not as expected'))
   }
 }

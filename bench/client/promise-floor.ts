@@ -18,6 +18,7 @@
 import { Buffer } from 'node:buffer'
 import type net from 'node:net'
 import { MemcachedError } from '../../src/index.js'
+import { CallerQueue } from './callers.js'
 import { connectReading } from './raw.js'
 
 const RESOLVED = Promise.resolve()
@@ -50,9 +51,7 @@ export function floorSet (value: Buffer): FloorCommand {
 export class PromiseFloor {
   private readonly requests = new Map<string, Buffer>()
   private pending: Buffer[] = []
-  private readonly resolvers: Array<(value: Buffer | undefined) => void> = []
-  private readonly rejecters: Array<(error: Error) => void> = []
-  private head = 0
+  private readonly callers = new CallerQueue()
   private flushScheduled = false
   /** Bytes of the current reply read so far, and its value. */
   private replyRead = 0
@@ -80,13 +79,10 @@ export class PromiseFloor {
     this.pending.push(request)
     if (!this.flushScheduled) {
       this.flushScheduled = true
-      if (this.head === this.resolvers.length) void RESOLVED.then(this.flush)
+      if (this.callers.size === 0) void RESOLVED.then(this.flush)
       else setImmediate(this.flush)
     }
-    return new Promise<Buffer | undefined>((resolve, reject) => {
-      this.resolvers.push(resolve)
-      this.rejecters.push(reject)
-    })
+    return this.callers.add()
   }
 
   close (): void {
@@ -132,20 +128,9 @@ export class PromiseFloor {
   }
 
   private settle (): void {
-    const index = this.head++
-    const resolve = this.resolvers[index] as (value: Buffer | undefined) => void
-    const reject = this.rejecters[index] as (error: Error) => void
-    if (this.head > 1024 && this.head * 2 > this.resolvers.length) {
-      this.resolvers.splice(0, this.head)
-      this.rejecters.splice(0, this.head)
-      this.head = 0
-    }
     this.replyRead = 0
-    if (this.malformed) {
-      this.malformed = false
-      reject(new MemcachedError('MC_PROTOCOL', `promise floor: a reply did not end with ${JSON.stringify(this.command.end.toString())}`))
-    } else {
-      resolve(this.value)
-    }
+    if (!this.malformed) return this.callers.settle(this.value)
+    this.malformed = false
+    this.callers.settle(undefined, new MemcachedError('MC_PROTOCOL', `promise floor: a reply did not end with ${JSON.stringify(this.command.end.toString())}`))
   }
 }
