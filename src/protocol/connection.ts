@@ -52,8 +52,9 @@ export const MAX_READ_BYTES = 256 * 1024
  * `lastRead` bytes into one of `current`: doubled when that read filled it
  * (more was waiting), halved while that read would not have filled half of
  * it. The parser hands values out as views only from a read that fills
- * nearly half of its buffer or more (VIEW_MIN_FILL): a 100-value reply arrives on loopback as a
- * 65,483-byte segment and the rest, and kept at 128 KiB after one full read,
+ * nearly half of its buffer or more (VIEW_MIN_FILL in parser.ts): a
+ * 100-value reply arrives on loopback as a 65,483-byte segment and the
+ * rest, and kept at 128 KiB after one full read,
  * the buffer would see every one of those values copied (86 % of them at
  * one 100-key get in flight), at ten times the CPU of a view.
  */
