@@ -7,11 +7,8 @@
  * outlived the young generation (20 to 30 full collections in 2 s of 100-key
  * gets, at twice the CPU per call).
  */
-import { Buffer } from 'node:buffer'
-
-export class CallerQueue {
-  /** Emptied as callers settle: a settled promise keeps its value, so one left here would keep that alive until the next compaction. */
-  private readonly resolvers: Array<((value: Buffer | undefined) => void) | undefined> = []
+export class CallerQueue<T> {
+  private readonly resolvers: Array<((value: T | undefined) => void) | undefined> = []
   private readonly rejecters: Array<((error: Error) => void) | undefined> = []
   private head = 0
 
@@ -21,17 +18,17 @@ export class CallerQueue {
   }
 
   /** A new caller, last in line: the caller's own promise, no async wrapper around it. */
-  add (): Promise<Buffer | undefined> {
-    return new Promise<Buffer | undefined>((resolve, reject) => {
+  add (): Promise<T | undefined> {
+    return new Promise<T | undefined>((resolve, reject) => {
       this.resolvers.push(resolve)
       this.rejecters.push(reject)
     })
   }
 
   /** Settles the oldest caller: rejects it with `error` when there is one, else resolves it with `value`. */
-  settle (value: Buffer | undefined, error?: Error): void {
+  settle (value: T | undefined, error?: Error): void {
     const index = this.head++
-    const resolve = this.resolvers[index] as (value: Buffer | undefined) => void
+    const resolve = this.resolvers[index] as (value: T | undefined) => void
     const reject = this.rejecters[index] as (error: Error) => void
     this.resolvers[index] = undefined
     this.rejecters[index] = undefined

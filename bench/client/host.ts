@@ -15,9 +15,10 @@ import { holdAppHeap } from './app-heap.js'
 import { BatchRecorder } from './batches.js'
 import { createDriver, type Driver } from './drivers.js'
 import { CoalescedFloor } from './coalesced-floor.js'
+import { MultiGetFloor } from './multi-get-floor.js'
 import { PromiseFloor, floorGet, floorSet } from './promise-floor.js'
 import { RawPipeline } from './raw.js'
-import { CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, GET_KEYS, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, keyAt, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+import { CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, GET_KEYS, MULTI_GET_FLOOR_ID, MULTI_KEY_LIST, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, keyAt, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
 
 const value = benchValue()
 
@@ -83,6 +84,18 @@ function coalescedFloorSubject (floor: CoalescedFloor): Subject {
   }
 }
 
+/** The multi-get floor: 100-key gets only. */
+function multiGetFloorSubject (floor: MultiGetFloor): Subject {
+  return {
+    check: async () => {
+      const found = await floor.getMulti(MULTI_KEY_LIST)
+      if (found?.size !== MULTI_KEY_LIST.length || MULTI_KEY_LIST.some((key) => found.get(key)?.equals(value) !== true)) throw new Error('multi-get floor: a value was missing or wrong')
+    },
+    measure: async (scenario, timing) => await measureDriver(async () => await floor.getMulti(MULTI_KEY_LIST), scenario.inFlight, timing),
+    close: async () => { floor.close() }
+  }
+}
+
 async function answer (subject: Subject, request: HostRequest): Promise<HostReply> {
   if (request.type === 'check') {
     await subject.check(request.scenarios.map(scenarioOf))
@@ -110,6 +123,9 @@ async function main (): Promise<void> {
   } else if (id === COALESCED_FLOOR_ID) {
     subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port)))
     ready = { type: 'ready', id, label: 'coalesced floor', note: 'a socket behind a promise per get, the gets of a tick sent as one multi-key get, each value a view of the read buffer, of each reply line only END or the size of a value read: the least a coalescing client whose gets return promises does', ops: ['get'] }
+  } else if (id === MULTI_GET_FLOOR_ID) {
+    subject = multiGetFloorSubject(await MultiGetFloor.connect(host, Number(port)))
+    ready = { type: 'ready', id, label: 'multi-get floor', note: 'a socket behind a promise per 100-key get, its values in a Map by the caller\'s keys, of each reply line only END or the size of a value read: the least a client whose getMulti returns a Map does', ops: ['mget'] }
   } else {
     const driver = createDriver(id, `${host}:${port}`)
     subject = clientSubject(driver)

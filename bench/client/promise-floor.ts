@@ -51,7 +51,7 @@ export function floorSet (value: Buffer): FloorCommand {
 export class PromiseFloor {
   private readonly requests = new Map<string, Buffer>()
   private pending: Buffer[] = []
-  private readonly callers = new CallerQueue()
+  private readonly callers = new CallerQueue<Buffer>()
   private flushScheduled = false
   /** Bytes of the current reply read so far, and its value. */
   private replyRead = 0

@@ -11,7 +11,7 @@ import { median, pairedRatio, progress, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { DRIVER_IDS } from './drivers.js'
 import { ClientHost } from './hosts.js'
-import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, FLOOR_BATCHED_CEILING_ID, PROMISE_FLOOR_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
+import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, FLOOR_BATCHED_CEILING_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
 
 export interface ClientInfo {
   id: string
@@ -115,7 +115,12 @@ export async function runClientSuite (server: { host: string, port: number, addr
   progress(`client: preloading ${KEY_COUNT * 2} items of ${VALUE_BYTES} bytes`)
   await preload(server.address, benchValue())
   // Naming clients in `only` narrows the peers (and the floors) too; the ceiling always runs.
-  const everyId = [PROMISE_FLOOR_ID, ...(scenarios.some((scenario) => scenario.batched) ? [COALESCED_FLOOR_ID] : []), ...DRIVER_IDS]
+  const everyId = [
+    PROMISE_FLOOR_ID,
+    ...(scenarios.some((scenario) => scenario.batched) ? [COALESCED_FLOOR_ID] : []),
+    ...(scenarios.some((scenario) => scenario.op === 'mget') ? [MULTI_GET_FLOOR_ID] : []),
+    ...DRIVER_IDS
+  ]
   const named = everyId.filter((id) => only?.has(id) ?? false)
   const ids = [CEILING_ID, ...(named.length > 0 ? named : everyId)]
   const heapMb = Math.max(0, ...scenarios.map((scenario) => scenario.heapMb))
@@ -140,16 +145,18 @@ export async function runClientSuite (server: { host: string, port: number, addr
       progress(`client: through twemproxy on ${proxy.host}:${proxy.port}: ${proxyIds.join(', ')} (pids ${proxyHosts.map((host) => host.pid ?? '?').join(', ')})`)
     }
     for (const host of [...hosts, ...heapHosts, ...proxyHosts]) await host.ask({ type: 'check', scenarios: scenarios.map((scenario) => scenario.id) }, windowMs)
-    const hasFloor = ids.includes(COALESCED_FLOOR_ID)
-    const windowsOf = (scenario: ClientScenario): number => scenario.clients?.length ?? (scenario.batched ? ids.length + (hasFloor ? 2 : 1) : ids.length - (hasFloor ? 1 : 0))
+    const poolOf = (scenario: ClientScenario): ClientHost[] => scenario.viaProxy === true ? proxyHosts : scenario.heapMb > 0 ? heapHosts : hosts
+    // The coalesced floor runs only where ours coalesces.
+    const contendersOf = (scenario: ClientScenario): ClientHost[] => poolOf(scenario).filter((host) =>
+      host.ops.has(scenario.op) && (scenario.clients?.includes(host.id) ?? true) && (scenario.batched || host.id !== COALESCED_FLOOR_ID))
+    const windowsOf = (scenario: ClientScenario): number => contendersOf(scenario).reduce((sum, host) => sum + (BATCHED_CEILING_OF[host.id] !== undefined && scenario.batched ? 2 : 1), 0)
     const windows = scenarios.reduce((sum, scenario) => sum + windowsOf(scenario), 0)
     progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * windows * windowMs / 1000)} s)`)
     for (let round = 1; round <= timing.rounds; round++) {
       for (const scenario of scenarios) {
         const line: string[] = []
-        const pool = scenario.viaProxy === true ? proxyHosts : scenario.heapMb > 0 ? heapHosts : hosts
-        const contenders = pool.filter((host) => host.ops.has(scenario.op) && (scenario.clients?.includes(host.id) ?? true) && (scenario.batched || host.id !== COALESCED_FLOOR_ID))
-        const ceiling = pool.find((host) => host.id === CEILING_ID)
+        const contenders = contendersOf(scenario)
+        const ceiling = poolOf(scenario).find((host) => host.id === CEILING_ID)
         const measure = async (host: ClientHost, client: string, batches?: number[]): Promise<Measured> => {
           const { result, foreignCores, attempts } = await guarded(async () => {
             const reply = await host.ask({ type: 'measure', scenario: scenario.id, timing, ...(batches === undefined ? {} : { batches }) }, windowMs)

@@ -18,6 +18,8 @@ export const BATCHED_CEILING_ID = 'ceiling-batched'
 export const PROMISE_FLOOR_ID = 'floor-promise'
 /** The coalesced floor (coalesced-floor.ts), measured where ours coalesces (`batched` scenarios). */
 export const COALESCED_FLOOR_ID = 'floor-coalesced'
+/** The multi-get floor (multi-get-floor.ts), measured on the 100-key gets. */
+export const MULTI_GET_FLOOR_ID = 'floor-multi'
 /** The ceiling replaying the coalesced floor's batches. */
 export const FLOOR_BATCHED_CEILING_ID = 'ceiling-batched-floor'
 
@@ -73,7 +75,7 @@ export const CLIENT_SCENARIOS: readonly ClientScenario[] = [
 const pad = (i: number): string => String(i).padStart(4, '0')
 export const GET_KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `bench:get:${pad(i)}`)
 export const SET_KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `bench:set:${pad(i)}`)
-const MULTI_KEY_LIST = GET_KEYS.slice(0, MULTI_KEYS)
+export const MULTI_KEY_LIST = GET_KEYS.slice(0, MULTI_KEYS)
 
 /** 1 KiB of printable ASCII: every client may hand it back as a string. */
 export function benchValue (): Buffer {

@@ -4,7 +4,7 @@
  * business.
  */
 import type { ClientSample, ClientSuiteResult, ClientSummary } from '../client/suite.js'
-import { COALESCED_FLOOR_ID, PROMISE_FLOOR_ID } from '../client/workload.js'
+import { COALESCED_FLOOR_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID } from '../client/workload.js'
 import type { HttpSample, HttpSuiteResult, HttpSummary, Route } from '../http/suite.js'
 import type { VariantId } from '../http/variants.js'
 import { undisturbed } from './cpu.js'
@@ -61,15 +61,18 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
     check(`client-${scenario}${id === 'ours' ? '' : `-${id}`}`, `${what}: ${id === 'ours' ? 'ours' : `ours (${id === 'ours-nocoalesce' ? 'coalesceGets: false' : id})`} >= ${threshold}x raw-socket ceiling`,
       find(scenario, id)?.vsCeiling ?? NaN, threshold, find(scenario, id)?.cpuVsCeiling ?? NaN)
   // What the promise floor (a raw socket behind a promise per command) reaches
-  // against the ceiling bounds what any client with that API reaches.
-  const promiseFloor = (scenario: string, what: string, id: string, threshold: number): TargetCheck[] => {
-    const floor = find(scenario, PROMISE_FLOOR_ID)
+  // against the ceiling bounds what any client with that API reaches; the
+  // multi-get floor does the same for a getMulti that returns a Map.
+  const floorLines = (floorId: string, floorName: string, api: string) => (scenario: string, what: string, id: string, threshold: number): TargetCheck[] => {
+    const floor = find(scenario, floorId)
     if (floor === undefined) return []
     return [
-      check(`client-${scenario}-floor`, `${what}: the promise floor vs the raw-socket ceiling: the most a client with a promise per command reaches against the ${threshold}x target`, floor.vsCeiling, NaN, floor.cpuVsCeiling),
-      check(`client-${scenario}-${id}-vs-floor`, `${what}: ${id === 'ours' ? 'ours' : 'ours (coalesceGets: false)'} vs the promise floor`, rates(scenario, id, PROMISE_FLOOR_ID), NaN, cpus(scenario, id, PROMISE_FLOOR_ID))
+      check(`client-${scenario}-${floorId}`, `${what}: the ${floorName} vs the raw-socket ceiling: the most a client with ${api} reaches against the ${threshold}x target`, floor.vsCeiling, NaN, floor.cpuVsCeiling),
+      check(`client-${scenario}-${id}-vs-${floorId}`, `${what}: ${id === 'ours' ? 'ours' : 'ours (coalesceGets: false)'} vs the ${floorName}`, rates(scenario, id, floorId), NaN, cpus(scenario, id, floorId))
     ]
   }
+  const promiseFloor = floorLines(PROMISE_FLOOR_ID, 'promise floor', 'a promise per command')
+  const multiGetFloor = floorLines(MULTI_GET_FLOOR_ID, 'multi-get floor', 'a getMulti returning a Map')
   // What the coalesced floor reaches against the ceiling replaying its own
   // batches bounds what any coalescing client with a promise per get reaches.
   const coalescedFloor = (scenario: string, what: string): TargetCheck[] => {
@@ -121,7 +124,10 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   checks.push(info('client-set-128-cpu-raw', 'client set, 128 in flight: the raw writer\'s CPU per command, the floor under the 0.7 µs target', cpu('set-128', 'ceiling') ?? NaN, 'µs'))
   checks.push(info('client-set-128-cpu-floor', 'client set, 128 in flight: the promise floor\'s CPU per command, the floor under the 0.7 µs target for a client with a promise per command', cpu('set-128', PROMISE_FLOOR_ID) ?? NaN, 'µs'))
   checks.push(info('client-set-128-cpu-vs-raw', 'client set, 128 in flight: ours\' CPU per command over the raw writer\'s (the 0.7 µs target was 1.35x of 0.52 µs)', ratio(cpu('set-128', 'ours'), cpu('set-128', 'ceiling')), 'x'))
-  for (const inFlight of [1, 16]) checks.push(vsCeiling(`mget-${inFlight}`, 'ours', 0.9, `client 100-key get, ${inFlight} in flight`))
+  for (const inFlight of [1, 16]) {
+    checks.push(vsCeiling(`mget-${inFlight}`, 'ours', 0.9, `client 100-key get, ${inFlight} in flight`))
+    checks.push(...multiGetFloor(`mget-${inFlight}`, `client 100-key get, ${inFlight} in flight`, 'ours', 0.9))
+  }
   for (const op of ['get', 'set']) {
     checks.push(check(`client-${op}-128-twemproxy`, `client ${op}, 128 in flight: ours through twemproxy vs ours direct`,
       ratio(ops(`${op}-128-twemproxy`, 'ours'), ops(`${op}-128`, 'ours')), NaN, ratio(cpu(`${op}-128`, 'ours'), cpu(`${op}-128-twemproxy`, 'ours'))))
