@@ -11,10 +11,8 @@
 import { Buffer } from 'node:buffer'
 import { MemcachedError } from '../../src/index.js'
 import { CallerQueue } from './callers.js'
+import { VIEW_MIN_FILL } from '../../src/protocol/parser.js'
 import { ValueReader } from './value-reader.js'
-
-/** Ours' share (parser.ts): a view from every read cost twice ours' CPU per 100-key get. */
-const VIEW_MIN_FILL = 0.45
 
 export class MultiGetFloor extends ValueReader {
   private lines: string[] = []
@@ -25,6 +23,7 @@ export class MultiGetFloor extends ValueReader {
   private readonly callers = new CallerQueue<Map<string, Buffer>>()
 
   static async connect (host: string, port: number): Promise<MultiGetFloor> {
+    // Ours' rule: a view from every read cost twice ours' CPU per 100-key get.
     const floor = new MultiGetFloor(VIEW_MIN_FILL)
     await floor.connect(host, port)
     return floor

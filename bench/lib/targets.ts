@@ -5,7 +5,7 @@
  */
 import type { ClientSample, ClientSuiteResult, ClientSummary } from '../client/suite.js'
 import { COALESCED_FLOOR_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID } from '../client/workload.js'
-import type { HttpSample, HttpSuiteResult, HttpSummary, Route } from '../http/suite.js'
+import type { HttpSample, HttpSuiteResult, Route } from '../http/suite.js'
 import type { VariantId } from '../http/variants.js'
 import { undisturbed } from './cpu.js'
 import { formatRatio, pairedRatio, ratio } from './stats.js'
@@ -159,13 +159,11 @@ export function httpTargets (http: HttpSuiteResult): TargetCheck[] {
 }
 
 function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck[] {
-  const find = (route: Route, variant: VariantId): HttpSummary | undefined =>
-    http.summary.find((s) => s.route === route && s.connections === connections && s.variant === variant)
   const samplesOf = (route: Route, variant: VariantId): HttpSample[] =>
     undisturbed(http.samples.filter((s) => s.route === route && s.connections === connections && s.variant === variant))
   const target = (route: Route, a: VariantId, b: VariantId, threshold: number, what: string): TargetCheck => {
     // Round by round, as the client's (pairedRatio).
-    const measured = find(route, a) === undefined || find(route, b) === undefined ? NaN : pairedRatio(samplesOf(route, a), samplesOf(route, b), (s) => s.reqPerSec)
+    const measured = pairedRatio(samplesOf(route, a), samplesOf(route, b), (s) => s.reqPerSec)
     const cpuBased = pairedRatio(samplesOf(route, b), samplesOf(route, a), (s) => s.serverCpuUs)
     const name = route === 'rw' ? 'read-write' : 'read-only'
     return check(`http-${route}-${connections}-${a}-vs-${b}`, `HTTP ${name}, ${connections} connections: ${what}`, measured, threshold, cpuBased)

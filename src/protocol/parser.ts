@@ -86,7 +86,7 @@ export const VIEW_MIN_BYTES = 512
  * 128 KiB. At half, those reads (a third of them at 128 gets in flight)
  * had every value copied.
  */
-const VIEW_MIN_FILL = 0.45
+export const VIEW_MIN_FILL = 0.45
 
 type ViewOf = (array: ArrayBufferLike, offset: number, length: number) => Buffer
 type ViewConstructor = new (array: ArrayBufferLike, offset: number, length: number) => Buffer
