@@ -98,7 +98,14 @@ const FACTORIES: Readonly<Record<string, (server: string) => Driver>> = {
   'ours-nocoalesce': (server) => ours(server, false),
   memjs: memjsDriver,
   memcached: memcachedDriver,
-  'memcache-client': memcacheClientDriver
+  'memcache-client': memcacheClientDriver,
+  // The A/A control (workload.ts TWIN_ID): ours again, in a process of its own.
+  'ours-twin': (server) => ({
+    ...ours(server, true),
+    id: 'ours-twin',
+    label: 'ours again (A/A control)',
+    note: 'the same code as ours (coalescing), a second process measured like any client: its ratio to ours is what the machine\'s noise alone does to a paired ratio in that scenario'
+  })
 }
 
 /** The id of every client, ours first. */

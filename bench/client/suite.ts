@@ -11,7 +11,7 @@ import { median, pairedRatio, progress, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { DRIVER_IDS } from './drivers.js'
 import { ClientHost } from './hosts.js'
-import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, FLOOR_BATCHED_CEILING_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, type ClientScenario, type Measured } from './workload.js'
+import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, FLOOR_BATCHED_CEILING_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, TWIN_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, runsIn, type ClientScenario, type Measured } from './workload.js'
 
 export interface ClientInfo {
   id: string
@@ -124,7 +124,9 @@ export async function runClientSuite (server: { host: string, port: number, addr
   const named = everyId.filter((id) => only?.has(id) ?? false)
   const ids = [CEILING_ID, ...(named.length > 0 ? named : everyId)]
   const heapMb = Math.max(0, ...scenarios.map((scenario) => scenario.heapMb))
-  const idsOf = (special: (scenario: ClientScenario) => boolean): string[] => ids.filter((id) => scenarios.some((scenario) => special(scenario) && (scenario.clients?.includes(id) ?? true)))
+  const idsOf = (special: (scenario: ClientScenario) => boolean): string[] => ids.filter((id) => scenarios.some((scenario) => special(scenario) && runsIn(scenario, id, timing.control)))
+  // Every client named has a bare host (the tables' labels come from them); the twin only when it runs.
+  const bareIds = ids.filter((id) => id !== TWIN_ID || idsOf(() => true).includes(id))
   const heapIds = idsOf((scenario) => scenario.heapMb > 0)
   const proxyIds = proxy === undefined ? [] : idsOf((scenario) => scenario.viaProxy === true)
   const hosts: ClientHost[] = []
@@ -134,7 +136,7 @@ export async function runClientSuite (server: { host: string, port: number, addr
   const budget = new RetryBudget(timing.retries, timing.retryBudgetMs)
   const windowMs = timing.warmupMs + timing.windowMs
   try {
-    hosts.push(...await startHosts(ids, server, core, 0))
+    hosts.push(...await startHosts(bareIds, server, core, 0))
     progress(`client: each client in its own process (pids ${hosts.map((host) => `${host.id} ${host.pid ?? '?'}`).join(', ')})`)
     if (heapMb > 0 && heapIds.length > 0) {
       heapHosts.push(...await startHosts(heapIds, server, core, heapMb))
@@ -148,7 +150,7 @@ export async function runClientSuite (server: { host: string, port: number, addr
     const poolOf = (scenario: ClientScenario): ClientHost[] => scenario.viaProxy === true ? proxyHosts : scenario.heapMb > 0 ? heapHosts : hosts
     // The coalesced floor runs only where ours coalesces.
     const contendersOf = (scenario: ClientScenario): ClientHost[] => poolOf(scenario).filter((host) =>
-      host.ops.has(scenario.op) && (scenario.clients?.includes(host.id) ?? true) && (scenario.batched || host.id !== COALESCED_FLOOR_ID))
+      host.ops.has(scenario.op) && runsIn(scenario, host.id, timing.control) && (scenario.batched || host.id !== COALESCED_FLOOR_ID))
     const windowsOf = (scenario: ClientScenario): number => contendersOf(scenario).reduce((sum, host) => sum + (BATCHED_CEILING_OF[host.id] !== undefined && scenario.batched ? 2 : 1), 0)
     const windows = scenarios.reduce((sum, scenario) => sum + windowsOf(scenario), 0)
     progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * windows * windowMs / 1000)} s)`)

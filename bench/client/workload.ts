@@ -22,6 +22,14 @@ export const COALESCED_FLOOR_ID = 'floor-coalesced'
 export const MULTI_GET_FLOOR_ID = 'floor-multi'
 /** The ceiling replaying the coalesced floor's batches. */
 export const FLOOR_BATCHED_CEILING_ID = 'ceiling-batched-floor'
+/**
+ * The A/A control: a second copy of ours (coalescing), the same code in a
+ * process of its own, measured like any client. Its ratio to ours is what
+ * this machine's noise alone does to a paired ratio in that scenario.
+ */
+export const TWIN_ID = 'ours-twin'
+/** Where the twin runs (in full runs): the scenarios whose target lines judge ours. */
+const TWIN_SCENARIOS: ReadonlySet<string> = new Set(['get-1', 'get-1-heap', 'get-4', 'get-16', 'get-128', 'get-1024', 'set-1', 'set-128', 'mget-1', 'mget-16'])
 
 export const VALUE_BYTES = 1024
 export const KEY_COUNT = 1024
@@ -40,7 +48,7 @@ export interface ClientScenario {
   keys: number
   /** MB of live objects the client's process holds first (an app's heap), in hosts of their own; 0: a bare process. */
   heapMb: number
-  /** Only these clients run it; undefined: every client and the ceiling. */
+  /** Only these clients run it; undefined: every client and the ceiling (see {@link runsIn}). */
   clients?: readonly string[]
   /** Ours coalesces these gets: the batched ceiling replays ours' batches next to it, and the coalesced floor runs. */
   batched: boolean
@@ -63,14 +71,24 @@ function get (inFlight: number, extra: Partial<ClientScenario> = {}): ClientScen
 
 export const CLIENT_SCENARIOS: readonly ClientScenario[] = [
   get(1),
-  get(1, { id: 'get-1-heap', label: `get, 1 in flight, ${APP_HEAP_MB} MB app heap`, heapMb: APP_HEAP_MB, clients: [CEILING_ID, PROMISE_FLOOR_ID, 'ours', 'ours-nocoalesce', 'memjs'] }),
-  ...SWEEP_DEPTHS.map((inFlight) => get(inFlight, { batched: false, clients: ['ours', 'ours-nocoalesce'] })),
+  get(1, { id: 'get-1-heap', label: `get, 1 in flight, ${APP_HEAP_MB} MB app heap`, heapMb: APP_HEAP_MB, clients: [CEILING_ID, PROMISE_FLOOR_ID, 'ours', 'ours-nocoalesce', 'memjs', TWIN_ID] }),
+  ...SWEEP_DEPTHS.map((inFlight) => get(inFlight, { batched: false, clients: ['ours', 'ours-nocoalesce', TWIN_ID] })),
   ...[16, 128, 1024].map((inFlight) => get(inFlight)),
   get(128, { id: 'get-128-twemproxy', label: 'get, 128 in flight, through twemproxy', clients: PROXY_CLIENTS, viaProxy: true }),
   ...[1, 16, 128, 1024].map((inFlight): ClientScenario => ({ id: `set-${inFlight}`, label: `set, ${inFlight} in flight`, op: 'set', inFlight, keys: 1, heapMb: 0, batched: false })),
   { id: 'set-128-twemproxy', label: 'set, 128 in flight, through twemproxy', op: 'set' as const, inFlight: 128, keys: 1, heapMb: 0, batched: false, clients: PROXY_CLIENTS, viaProxy: true },
   ...[1, 16].map((inFlight): ClientScenario => ({ id: `mget-${inFlight}`, label: `100-key get, ${inFlight} in flight`, op: 'mget', inFlight, keys: MULTI_KEYS, heapMb: 0, batched: false }))
 ].sort((a, b) => ORDER.indexOf(a.op) - ORDER.indexOf(b.op) || a.inFlight - b.inFlight)
+
+/**
+ * Whether client `id` runs `scenario`: the scenario's own list, else every
+ * client; the A/A twin only in {@link TWIN_SCENARIOS}, and only with
+ * `control` (full runs).
+ */
+export function runsIn (scenario: ClientScenario, id: string, control: boolean): boolean {
+  if (id === TWIN_ID && (!control || !TWIN_SCENARIOS.has(scenario.id))) return false
+  return scenario.clients?.includes(id) ?? true
+}
 
 const pad = (i: number): string => String(i).padStart(4, '0')
 export const GET_KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `bench:get:${pad(i)}`)

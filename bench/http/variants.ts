@@ -14,6 +14,7 @@ import { FloorStore } from './floor-store.js'
 export type VariantId =
   | 'none'
   | 'ours-memcached'
+  | 'ours-memcached-twin'
   | 'ours-memory'
   | 'floor-memcached'
   | 'floor-memcached-work'
@@ -35,6 +36,13 @@ export interface Variant {
 export const VARIANTS: readonly Variant[] = [
   { id: 'none', label: 'no session (ceiling)', cookieName: undefined, needs: undefined },
   { id: 'ours-memcached', label: 'ours + memcached', cookieName: 'sid', needs: 'memcached' },
+  {
+    id: 'ours-memcached-twin',
+    label: 'ours + memcached again (A/A control)',
+    cookieName: 'sid',
+    needs: 'memcached',
+    note: 'the same app as ours + memcached, a second server process measured like any variant (full runs only): its ratio to ours + memcached is what the machine\'s noise alone does to a paired ratio'
+  },
   { id: 'ours-memory', label: 'ours + MemoryStore', cookieName: 'sid', needs: undefined },
   {
     id: 'floor-memcached',
@@ -104,6 +112,7 @@ async function registerSessions (app: FastifyInstance, id: VariantId, backends: 
     case 'none':
       return
     case 'ours-memcached':
+    case 'ours-memcached-twin':
       await app.register(memcachedSession, { secret: SECRET, servers: [need(backends.memcached, 'memcached')] })
       return
     case 'ours-memory': {

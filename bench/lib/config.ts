@@ -14,6 +14,13 @@ export interface Timing {
   retries: number
   /** Time re-measuring disturbed windows may take in the whole suite, ms (bounds its length). */
   retryBudgetMs: number
+  /**
+   * Measures the A/A control: a second, identical copy of ours next to the
+   * first (workload.ts TWIN_ID, the HTTP variant ours-memcached-twin). Its
+   * ratio to ours is the run's noise. Full runs only: in a quick run's few
+   * rounds it says little, and it would push the run past 3 minutes.
+   */
+  control: boolean
 }
 
 // autocannon runs whole seconds: HTTP warmup + window is kept a multiple of 1000 ms.
@@ -68,12 +75,12 @@ export function parseArgs (argv: readonly string[]): BenchConfig {
     quick,
     suites,
     client: quick
-      ? { rounds: rounds ?? 3, warmupMs: 60, windowMs: 160, retries: 1, retryBudgetMs: 8_000 }
-      : { rounds: rounds ?? 5, warmupMs: 300, windowMs: 1200, retries: 2, retryBudgetMs: 45_000 },
+      ? { rounds: rounds ?? 3, warmupMs: 60, windowMs: 160, retries: 1, retryBudgetMs: 8_000, control: false }
+      : { rounds: rounds ?? 5, warmupMs: 300, windowMs: 1200, retries: 2, retryBudgetMs: 45_000, control: true },
     http: {
       ...(quick
-        ? { rounds: rounds ?? 2, warmupMs: 300, windowMs: 700, retries: 1, retryBudgetMs: 8_000 }
-        : { rounds: rounds ?? 5, warmupMs: 1000, windowMs: 3000, retries: 2, retryBudgetMs: 45_000 }),
+        ? { rounds: rounds ?? 2, warmupMs: 300, windowMs: 700, retries: 1, retryBudgetMs: 8_000, control: false }
+        : { rounds: rounds ?? 5, warmupMs: 1000, windowMs: 3000, retries: 2, retryBudgetMs: 45_000, control: true }),
       connections: [32, 100],
       sessions: 100
     },

@@ -34,12 +34,16 @@ export function formatRatio (value: number): string {
  * was 0.97x to 1.01x).
  */
 export function pairedRatio<T extends { round: number }> (a: readonly T[], b: readonly T[], pick: (sample: T) => number): number {
+  return median(roundRatios(a, b, pick))
+}
+
+/** `pick(a)` over `pick(b)` for each round both were measured in, in the order of `a`. */
+export function roundRatios<T extends { round: number }> (a: readonly T[], b: readonly T[], pick: (sample: T) => number): number[] {
   const byRound = new Map(b.map((sample) => [sample.round, pick(sample)]))
-  const ratios = a.flatMap((sample) => {
+  return a.flatMap((sample) => {
     const value = ratio(pick(sample), byRound.get(sample.round))
     return Number.isFinite(value) ? [value] : []
   })
-  return median(ratios)
 }
 
 /** Milliseconds with two decimals. */

@@ -3,6 +3,7 @@
  * SVG (no plotting dependency): one group of bars per client scenario and per
  * HTTP route, labels on the left, values at the bar ends, a line at 1.0x.
  */
+import { TWIN_ID } from '../client/workload.js'
 import { machineLine } from './machine.js'
 import type { BenchResult } from './report.js'
 
@@ -49,7 +50,8 @@ function clientGroups (result: BenchResult): Group[] {
   if (client === undefined) return []
   return client.scenarios.map((scenario) => ({
     title: scenario.label,
-    bars: client.clients.filter((c) => !c.id.startsWith('ceiling')).flatMap((c) => {
+    // The A/A controls are in the tables, not in the chart: they only measure noise.
+    bars: client.clients.filter((c) => !c.id.startsWith('ceiling') && c.id !== TWIN_ID).flatMap((c) => {
       const s = client.summary.find((x) => x.scenario === scenario.id && x.client === c.id)
       // Ours' coalesced gets are held to the ceiling that sends the same batches.
       const value = s !== undefined && Number.isFinite(s.vsBatched) && c.id === 'ours' ? s.vsBatched : s?.vsCeiling ?? NaN
@@ -63,7 +65,7 @@ function httpGroups (result: BenchResult): Group[] {
   if (http === undefined) return []
   return http.timing.connections.flatMap((connections) => http.routes.map((route) => ({
     title: `/${route.id}, ${connections} connections: ${route.label}`,
-    bars: http.variants.filter((v) => v.id !== 'none').flatMap((v): Bar[] => {
+    bars: http.variants.filter((v) => v.id !== 'none' && v.id !== 'ours-memcached-twin').flatMap((v): Bar[] => {
       if (v.skipped !== undefined) return [{ label: v.label, value: NaN, color: '#999', text: v.skipped }]
       const s = http.summary.find((x) => x.route === route.id && x.connections === connections && x.variant === v.id)
       return s === undefined ? [] : [{ label: v.label, value: s.vsCeiling, color: COLORS[v.id] ?? '#666' }]

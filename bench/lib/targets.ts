@@ -4,11 +4,11 @@
  * business.
  */
 import type { ClientSample, ClientSuiteResult, ClientSummary } from '../client/suite.js'
-import { COALESCED_FLOOR_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID } from '../client/workload.js'
+import { COALESCED_FLOOR_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, TWIN_ID } from '../client/workload.js'
 import type { HttpSample, HttpSuiteResult, Route } from '../http/suite.js'
 import type { VariantId } from '../http/variants.js'
 import { undisturbed } from './cpu.js'
-import { formatRatio, pairedRatio, ratio } from './stats.js'
+import { formatRatio, pairedRatio, ratio, roundRatios } from './stats.js'
 
 export interface TargetCheck {
   id: string
@@ -83,11 +83,20 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
       check(`client-${scenario}-coalesced-vs-floor`, `${what}: ours (coalescing) vs the coalesced floor`, rates(scenario, 'ours', COALESCED_FLOOR_ID), NaN, cpus(scenario, 'ours', COALESCED_FLOOR_ID))
     ]
   }
+  // The A/A control: ours against a second copy of itself, in the same rounds.
+  const control = (scenario: string, what: string): TargetCheck[] => {
+    const twin = samplesOf(scenario, TWIN_ID)
+    if (twin.length === 0) return []
+    return [check(`client-${scenario}-control`, `${what}: A/A control, ours vs a second copy of ours: the noise of a paired ratio here (${spread(roundRatios(samplesOf(scenario, 'ours'), twin, (s) => s.opsPerSec))})`,
+      rates(scenario, 'ours', TWIN_ID), NaN, cpus(scenario, 'ours', TWIN_ID))]
+  }
   const checks: TargetCheck[] = [
     vsCeiling('get-1', 'ours', 0.95, 'client get, 1 in flight'),
     vsCeiling('get-1-heap', 'ours', 0.95, 'client get, 1 in flight, app heap'),
     ...promiseFloor('get-1', 'client get, 1 in flight', 'ours', 0.95),
     ...promiseFloor('get-1-heap', 'client get, 1 in flight, app heap', 'ours', 0.95),
+    ...control('get-1', 'client get, 1 in flight'),
+    ...control('get-1-heap', 'client get, 1 in flight, app heap'),
     atMost('client-alloc-get-1', 'client get of 1 KiB, 1 in flight: ours allocates <= 2 KiB per command', find('get-1', 'ours')?.allocatedBytes ?? NaN, 2048, 'bytes'),
     atMost('client-alloc-get-1-heap', 'client get of 1 KiB, 1 in flight, app heap: ours allocates <= 2 KiB per command', find('get-1-heap', 'ours')?.allocatedBytes ?? NaN, 2048, 'bytes')
   ]
@@ -98,12 +107,14 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
     checks.push(check(`client-${scenario}-coalesced`, `client get, ${inFlight} in flight: ours (coalescing) >= 0.8x the batched ceiling (ours' batches, mean ${(find(scenario, 'ours')?.meanBatch ?? NaN).toFixed(1)} keys)`,
       find(scenario, 'ours')?.vsBatched ?? NaN, 0.8, find(scenario, 'ours')?.cpuVsBatched ?? NaN))
     checks.push(...coalescedFloor(scenario, `client get, ${inFlight} in flight`))
+    checks.push(...control(scenario, `client get, ${inFlight} in flight`))
   }
   for (const inFlight of [2, 4, 8, 16, 32, 64]) {
     const scenario = `get-${inFlight}`
     const apart = formatRatio(ratio(ops(scenario, 'ours'), ops(scenario, 'ours-nocoalesce')))
     checks.push(check(`client-coalesce-never-loses-${inFlight}`, `client get, ${inFlight} in flight: ours (coalescing) >= 0.95x ours (coalesceGets: false) (the medians of each, taken apart: ${apart})`,
       rates(scenario, 'ours', 'ours-nocoalesce'), 0.95, cpus(scenario, 'ours', 'ours-nocoalesce')))
+    if (inFlight === 4) checks.push(...control(scenario, `client get, ${inFlight} in flight`))
   }
   for (const inFlight of [128, 1024]) {
     const scenario = `get-${inFlight}`
@@ -114,9 +125,11 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   }
   checks.push(vsCeiling('set-1', 'ours', 0.8, 'client set, 1 in flight'))
   checks.push(...promiseFloor('set-1', 'client set, 1 in flight', 'ours', 0.8))
+  checks.push(...control('set-1', 'client set, 1 in flight'))
   for (const inFlight of [128, 1024]) {
     checks.push(vsCeiling(`set-${inFlight}`, 'ours', 0.9, `client set, ${inFlight} in flight`))
     checks.push(...promiseFloor(`set-${inFlight}`, `client set, ${inFlight} in flight`, 'ours', 0.9))
+    checks.push(...control(`set-${inFlight}`, `client set, ${inFlight} in flight`))
   }
   checks.push(atMost('client-set-128-cpu', 'client set, 128 in flight: ours uses <= 0.7 µs of CPU per command', cpu('set-128', 'ours') ?? NaN, 0.7, 'µs'))
   // 0.7 µs was set when the raw writer needed 0.52 µs: on a slower machine the
@@ -127,6 +140,7 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   for (const inFlight of [1, 16]) {
     checks.push(vsCeiling(`mget-${inFlight}`, 'ours', 0.9, `client 100-key get, ${inFlight} in flight`))
     checks.push(...multiGetFloor(`mget-${inFlight}`, `client 100-key get, ${inFlight} in flight`, 'ours', 0.9))
+    checks.push(...control(`mget-${inFlight}`, `client 100-key get, ${inFlight} in flight`))
   }
   for (const op of ['get', 'set']) {
     checks.push(check(`client-${op}-128-twemproxy`, `client ${op}, 128 in flight: ours through twemproxy vs ours direct`,
@@ -168,6 +182,13 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
     const name = route === 'rw' ? 'read-write' : 'read-only'
     return check(`http-${route}-${connections}-${a}-vs-${b}`, `HTTP ${name}, ${connections} connections: ${what}`, measured, threshold, cpuBased)
   }
+  // The A/A control: ours + memcached against a second copy of itself, in the same rounds.
+  const control = (route: Route): TargetCheck[] => {
+    const twin = samplesOf(route, 'ours-memcached-twin')
+    if (twin.length === 0) return []
+    const rounds = spread(roundRatios(samplesOf(route, 'ours-memcached'), twin, (s) => s.reqPerSec))
+    return [target(route, 'ours-memcached', 'ours-memcached-twin', NaN, `A/A control, ours + memcached vs a second copy of it: the noise of a paired ratio here (${rounds})`)]
+  }
   return [
     target('ro', 'ours-memcached', 'secure-session', 0.85, 'ours + memcached >= 0.85x @fastify/secure-session'),
     // No memcached store can beat the floor, so ours must come close to it.
@@ -193,8 +214,16 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
     target('ro', 'floor-memcached-work', 'floor-memcached', NaN, 'the session-work floor vs the one-round-trip floor: the most a store sending the session\'s commands reaches against the 0.95x target'),
     target('rw', 'floor-memcached-work', 'floor-memcached', NaN, 'the session-work floor vs the two-round-trip floor: the most a store sending the session\'s commands reaches against the 0.95x target'),
     target('rw', 'ours-memcached', 'floor-memcached-work', NaN, 'ours + memcached vs the floor whose memcached does the session commands (gets + touch per load, set per save): what is reachable here'),
-    target('ro', 'ours-memcached', 'floor-memcached-work', NaN, 'ours + memcached vs the floor whose memcached does the session commands (gets + touch per load): what is reachable here')
+    target('ro', 'ours-memcached', 'floor-memcached-work', NaN, 'ours + memcached vs the floor whose memcached does the session commands (gets + touch per load): what is reachable here'),
+    ...control('rw'),
+    ...control('ro')
   ]
+}
+
+/** `rounds 0.93x to 1.12x`: the lowest and highest per-round ratio. */
+function spread (ratios: readonly number[]): string {
+  if (ratios.length === 0) return 'no rounds'
+  return `rounds ${formatRatio(Math.min(...ratios))} to ${formatRatio(Math.max(...ratios))}`
 }
 
 function formatFigure (value: number, unit: TargetCheck['unit']): string {
