@@ -18,7 +18,7 @@ import { CoalescedFloor } from './coalesced-floor.js'
 import { MultiGetFloor } from './multi-get-floor.js'
 import { PromiseFloor, floorGet, floorSet } from './promise-floor.js'
 import { RawPipeline } from './raw.js'
-import { CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, GET_KEYS, MULTI_GET_FLOOR_ID, MULTI_KEY_LIST, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, keyAt, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
+import { CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, GET_KEYS, MULTI_GET_FLOOR_ID, MULTI_KEY_LIST, PROMISE_FLOOR_ID, SET_KEYS, VALUE_BYTES, benchValue, keyAt, measureDriver, operation, rawRequest, smokeTest, type ClientScenario, type HostReply, type HostRequest, type Measured } from './workload.js'
 
 const value = benchValue()
 
@@ -70,9 +70,9 @@ function floorSubject (floors: { get: PromiseFloor, set: PromiseFloor }): Subjec
   }
 }
 
-/** The coalesced floor: gets only, its batches recorded for the batched ceiling to replay. */
-function coalescedFloorSubject (floor: CoalescedFloor): Subject {
-  const recorder = new BatchRecorder((GET_KEYS[0] as string).length)
+/** A coalesced floor: gets only; the coalesced floor's batches recorded for the batched ceiling to replay (`record`). */
+function coalescedFloorSubject (floor: CoalescedFloor, record: boolean): Subject {
+  const recorder = record ? new BatchRecorder((GET_KEYS[0] as string).length) : undefined
   const get = (inFlight: number) => (loop: number, n: number): Promise<Buffer | undefined> => floor.get(GET_KEYS[keyAt(loop, n, inFlight)] as string)
   return {
     check: async () => {
@@ -121,8 +121,11 @@ async function main (): Promise<void> {
     subject = floorSubject({ get, set })
     ready = { type: 'ready', id, label: 'promise floor', note: 'the ceiling\'s socket behind a promise per command, each value copied out, the commands of a tick written together: the least a client whose commands return promises does', ops: ['get', 'set'] }
   } else if (id === COALESCED_FLOOR_ID) {
-    subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port)))
+    subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port)), true)
     ready = { type: 'ready', id, label: 'coalesced floor', note: 'a socket behind a promise per get, the gets of a tick sent as one multi-key get, each value a view of the read buffer, of each reply line only END or the size of a value read: the least a coalescing client whose gets return promises does', ops: ['get'] }
+  } else if (id === CONTRACT_FLOOR_ID) {
+    subject = coalescedFloorSubject(await CoalescedFloor.contract(host, Number(port)), false)
+    ready = { type: 'ready', id, label: 'coalesced floor, DESIGN\'s checks', note: 'the coalesced floor, plus what DESIGN asks of any client: each key validated before it is queued (ours\' keyProblem), each VALUE\'s key checked against the key sent', ops: ['get'] }
   } else if (id === MULTI_GET_FLOOR_ID) {
     subject = multiGetFloorSubject(await MultiGetFloor.connect(host, Number(port)))
     ready = { type: 'ready', id, label: 'multi-get floor', note: 'a socket behind a promise per 100-key get, its values in a Map by the caller\'s keys, of each reply line only END or the size of a value read: the least a client whose getMulti returns a Map does', ops: ['mget'] }

@@ -11,7 +11,7 @@ import { median, pairedRatio, progress, formatCount } from '../lib/stats.js'
 import { MemcachedClient } from '../../src/index.js'
 import { DRIVER_IDS } from './drivers.js'
 import { ClientHost } from './hosts.js'
-import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, FLOOR_BATCHED_CEILING_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, TWIN_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, runsIn, type ClientScenario, type Measured } from './workload.js'
+import { BATCHED_CEILING_ID, CEILING_ID, CLIENT_SCENARIOS, COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, FLOOR_BATCHED_CEILING_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, TWIN_ID, GET_KEYS, KEY_COUNT, SET_KEYS, VALUE_BYTES, benchValue, runsIn, type ClientScenario, type Measured } from './workload.js'
 
 export interface ClientInfo {
   id: string
@@ -117,7 +117,7 @@ export async function runClientSuite (server: { host: string, port: number, addr
   // Naming clients in `only` narrows the peers (and the floors) too; the ceiling always runs.
   const everyId = [
     PROMISE_FLOOR_ID,
-    ...(scenarios.some((scenario) => scenario.batched) ? [COALESCED_FLOOR_ID] : []),
+    ...(scenarios.some((scenario) => scenario.batched) ? [COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID] : []),
     ...(scenarios.some((scenario) => scenario.op === 'mget') ? [MULTI_GET_FLOOR_ID] : []),
     ...DRIVER_IDS
   ]
@@ -150,7 +150,7 @@ export async function runClientSuite (server: { host: string, port: number, addr
     const poolOf = (scenario: ClientScenario): ClientHost[] => scenario.viaProxy === true ? proxyHosts : scenario.heapMb > 0 ? heapHosts : hosts
     // The coalesced floor runs only where ours coalesces.
     const contendersOf = (scenario: ClientScenario): ClientHost[] => poolOf(scenario).filter((host) =>
-      host.ops.has(scenario.op) && runsIn(scenario, host.id, timing.control) && (scenario.batched || host.id !== COALESCED_FLOOR_ID))
+      host.ops.has(scenario.op) && runsIn(scenario, host.id, timing.control) && (scenario.batched || (host.id !== COALESCED_FLOOR_ID && host.id !== CONTRACT_FLOOR_ID)))
     const windowsOf = (scenario: ClientScenario): number => contendersOf(scenario).reduce((sum, host) => sum + (BATCHED_CEILING_OF[host.id] !== undefined && scenario.batched ? 2 : 1), 0)
     const windows = scenarios.reduce((sum, scenario) => sum + windowsOf(scenario), 0)
     progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * windows * windowMs / 1000)} s)`)

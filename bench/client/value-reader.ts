@@ -45,8 +45,10 @@ export abstract class ValueReader {
    * value a view) for single gets, where it beat ours' rule; ours' 0.45
    * (parser.ts) for 100-key gets, where a view from every read costs a fresh
    * buffer of up to 256 KiB per read.
+   * @param readsKeys hands each VALUE line's key to {@link keyRead} (the
+   * contract floor, which checks it against the key sent).
    */
-  constructor (private readonly viewMinFill: number) {}
+  constructor (private readonly viewMinFill: number, private readonly readsKeys = false) {}
 
   /** A value read, in reply order. */
   protected abstract valueRead (value: Buffer): void
@@ -54,6 +56,11 @@ export abstract class ValueReader {
   protected abstract endRead (): void
   /** Writes what was asked since the last flush. */
   protected abstract flush (): void
+
+  /** With `readsKeys`: whether the VALUE line `line[start, end)`, from its key on, names the key expected next. */
+  protected keyRead (_line: Buffer, _start: number, _end: number): boolean {
+    return true
+  }
 
   protected async connect (host: string, port: number): Promise<void> {
     const socket = net.connect({ host, port, noDelay: true, onread: { buffer: this.nextReadBuffer, callback: (bytes, buffer) => this.onRead(buffer as Buffer, bytes) } })
@@ -138,6 +145,7 @@ export abstract class ValueReader {
     let digit = lf - 2
     for (let scale = 1; digit > start && line[digit] !== 32; digit--, scale *= 10) size += ((line[digit] as number) - 48) * scale
     if (line[start] !== 86 || line[lf - 1] !== 13 || digit === lf - 2) this.malformed = true
+    else if (this.readsKeys && !this.keyRead(line, start + 6, lf)) this.malformed = true
     this.size = size
     this.filled = 0
     return next

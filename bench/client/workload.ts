@@ -18,6 +18,13 @@ export const BATCHED_CEILING_ID = 'ceiling-batched'
 export const PROMISE_FLOOR_ID = 'floor-promise'
 /** The coalesced floor (coalesced-floor.ts), measured where ours coalesces (`batched` scenarios). */
 export const COALESCED_FLOOR_ID = 'floor-coalesced'
+/**
+ * The contract floor (coalesced-floor.ts): the coalesced floor plus what
+ * DESIGN asks of every client, key validation and each VALUE's key checked
+ * against the key sent. Measured where ours coalesces, with no replay of its
+ * batches: it is compared with ours only.
+ */
+export const CONTRACT_FLOOR_ID = 'floor-coalesced-contract'
 /** The multi-get floor (multi-get-floor.ts), measured on the 100-key gets. */
 export const MULTI_GET_FLOOR_ID = 'floor-multi'
 /** The ceiling replaying the coalesced floor's batches. */

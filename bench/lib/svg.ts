@@ -3,7 +3,7 @@
  * SVG (no plotting dependency): one group of bars per client scenario and per
  * HTTP route, labels on the left, values at the bar ends, a line at 1.0x.
  */
-import { TWIN_ID } from '../client/workload.js'
+import { CONTRACT_FLOOR_ID, TWIN_ID } from '../client/workload.js'
 import { machineLine } from './machine.js'
 import type { BenchResult } from './report.js'
 
@@ -50,8 +50,8 @@ function clientGroups (result: BenchResult): Group[] {
   if (client === undefined) return []
   return client.scenarios.map((scenario) => ({
     title: scenario.label,
-    // The A/A controls are in the tables, not in the chart: they only measure noise.
-    bars: client.clients.filter((c) => !c.id.startsWith('ceiling') && c.id !== TWIN_ID).flatMap((c) => {
+    // The A/A twin (noise) and the contract floor (no replay of its batches to hold it to) are in the tables only.
+    bars: client.clients.filter((c) => !c.id.startsWith('ceiling') && c.id !== TWIN_ID && c.id !== CONTRACT_FLOOR_ID).flatMap((c) => {
       const s = client.summary.find((x) => x.scenario === scenario.id && x.client === c.id)
       // Ours' coalesced gets are held to the ceiling that sends the same batches.
       const value = s !== undefined && Number.isFinite(s.vsBatched) && c.id === 'ours' ? s.vsBatched : s?.vsCeiling ?? NaN

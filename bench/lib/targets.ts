@@ -4,7 +4,7 @@
  * business.
  */
 import type { ClientSample, ClientSuiteResult, ClientSummary } from '../client/suite.js'
-import { COALESCED_FLOOR_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, TWIN_ID } from '../client/workload.js'
+import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, TWIN_ID } from '../client/workload.js'
 import type { HttpSample, HttpSuiteResult, Route } from '../http/suite.js'
 import type { VariantId } from '../http/variants.js'
 import { undisturbed } from './cpu.js'
@@ -80,7 +80,10 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
     if (floor === undefined) return []
     return [
       check(`client-${scenario}-coalesced-floor`, `${what}: the coalesced floor vs the batched ceiling (its own batches, mean ${(floor.meanBatch ?? NaN).toFixed(1)} keys): the most a coalescing client with a promise per get reaches against the 0.8x target`, floor.vsBatched, NaN, floor.cpuVsBatched),
-      check(`client-${scenario}-coalesced-vs-floor`, `${what}: ours (coalescing) vs the coalesced floor`, rates(scenario, 'ours', COALESCED_FLOOR_ID), NaN, cpus(scenario, 'ours', COALESCED_FLOOR_ID))
+      check(`client-${scenario}-coalesced-vs-floor`, `${what}: ours (coalescing) vs the coalesced floor`, rates(scenario, 'ours', COALESCED_FLOOR_ID), NaN, cpus(scenario, 'ours', COALESCED_FLOOR_ID)),
+      ...(find(scenario, CONTRACT_FLOOR_ID) === undefined
+        ? []
+        : [check(`client-${scenario}-coalesced-vs-contract-floor`, `${what}: ours (coalescing) vs the coalesced floor with DESIGN's checks (keys validated, each VALUE's key matched)`, rates(scenario, 'ours', CONTRACT_FLOOR_ID), NaN, cpus(scenario, 'ours', CONTRACT_FLOOR_ID))])
     ]
   }
   // The A/A control: ours against a second copy of itself, in the same rounds.
@@ -158,8 +161,8 @@ function ceilingWarnings (client: ClientSuiteResult): TargetCheck[] {
   const warnings: TargetCheck[] = []
   for (const s of client.summary) {
     const scenario = client.scenarios.find((candidate) => candidate.id === s.scenario)
-    // The A/A twin coalesces like ours but has no replay of its batches; ours' own lines cover it.
-    if (scenario === undefined || s.client.startsWith('ceiling') || s.client === TWIN_ID) continue
+    // The A/A twin and the contract floor coalesce like ours but have no replay of their batches; ours' own lines cover them.
+    if (scenario === undefined || s.client.startsWith('ceiling') || s.client === TWIN_ID || s.client === CONTRACT_FLOOR_ID) continue
     const batches = (s.client === 'ours' || s.client === COALESCED_FLOOR_ID) && scenario.op === 'get' && scenario.inFlight > 1
     const [ceiling, value] = batches ? ['batched ceiling', s.vsBatched] : ['raw-socket ceiling', s.vsCeiling]
     if (value > CEILING_SLACK) {
