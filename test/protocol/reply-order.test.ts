@@ -252,6 +252,22 @@ test('a coalesced batch answered SERVER_ERROR (a proxy with a dead backend) asks
   assert.deepEqual([...settled.values()].sort(), ['MC_SERVER_ERROR', 'MC_SERVER_ERROR', 'value A', 'value undefined'])
 })
 
+test('a coalesced batch that fails settles every caller once, repeated ones included, and a late reply reaches none of them', () => {
+  const settled: string[] = []
+  const resolveOf = (key: string) => (value: Buffer | undefined): void => { settled.push(`${key}=${value?.toString() ?? 'miss'}`) }
+  const rejectOf = (key: string) => (error: MemcachedError): void => { settled.push(`${key}:${error.code}`) }
+  const batch = new GetBatch<Buffer>({ verb: 'get', result: (value) => value }, () => {}, 'a', resolveOf('a'), rejectOf('a'))
+  for (const key of ['b', 'a', 'c', 'b', 'c', 'c']) batch.add(key, resolveOf(key), rejectOf(key))
+  batch.encode(new RequestBatch())
+  // The first key answered before the connection broke; the rest fail.
+  assert.equal(feed(batch, [reply([['a', 'A']], false)]).protocolError, undefined)
+  batch.fail(new MemcachedError('MC_CONNECTION', 'lost'))
+  assert.deepEqual(settled.splice(0).sort(), ['a=A', 'a=A', 'b:MC_CONNECTION', 'b:MC_CONNECTION', 'c:MC_CONNECTION', 'c:MC_CONNECTION', 'c:MC_CONNECTION'])
+  batch.fail(new MemcachedError('MC_CONNECTION', 'lost again'))
+  batch.complete({ type: 'end' }, 'test')
+  assert.deepEqual(settled, [], 'nobody settled twice')
+})
+
 test('an answered single-key batch, released and reused, answers only its new caller', () => {
   const calls: string[] = []
   const resend: Request[] = []
