@@ -148,9 +148,7 @@ export async function runClientSuite (server: { host: string, port: number, addr
     }
     for (const host of [...hosts, ...heapHosts, ...proxyHosts]) await host.ask({ type: 'check', scenarios: scenarios.map((scenario) => scenario.id) }, windowMs)
     const poolOf = (scenario: ClientScenario): ClientHost[] => scenario.viaProxy === true ? proxyHosts : scenario.heapMb > 0 ? heapHosts : hosts
-    // The coalesced floor runs only where ours coalesces.
-    const contendersOf = (scenario: ClientScenario): ClientHost[] => poolOf(scenario).filter((host) =>
-      host.ops.has(scenario.op) && runsIn(scenario, host.id, timing.control) && (scenario.batched || (host.id !== COALESCED_FLOOR_ID && host.id !== CONTRACT_FLOOR_ID)))
+    const contendersOf = (scenario: ClientScenario): ClientHost[] => poolOf(scenario).filter((host) => host.ops.has(scenario.op) && runsIn(scenario, host.id, timing.control))
     const windowsOf = (scenario: ClientScenario): number => contendersOf(scenario).reduce((sum, host) => sum + (BATCHED_CEILING_OF[host.id] !== undefined && scenario.batched ? 2 : 1), 0)
     const windows = scenarios.reduce((sum, scenario) => sum + windowsOf(scenario), 0)
     progress(`client: ${timing.rounds} rounds x ${scenarios.length} scenarios, ${timing.windowMs} ms windows (about ${Math.round(timing.rounds * windows * windowMs / 1000)} s)`)

@@ -89,10 +89,11 @@ export const CLIENT_SCENARIOS: readonly ClientScenario[] = [
 
 /**
  * Whether client `id` runs `scenario`: the scenario's own list, else every
- * client; the A/A twin only in {@link TWIN_SCENARIOS}, and only with
- * `control` (full runs).
+ * client; the coalesced floors only where ours coalesces; the A/A twin only
+ * in {@link TWIN_SCENARIOS}, and only with `control` (full runs).
  */
 export function runsIn (scenario: ClientScenario, id: string, control: boolean): boolean {
+  if ((id === COALESCED_FLOOR_ID || id === CONTRACT_FLOOR_ID) && !scenario.batched) return false
   if (id === TWIN_ID && (!control || !TWIN_SCENARIOS.has(scenario.id))) return false
   return scenario.clients?.includes(id) ?? true
 }
