@@ -18,7 +18,8 @@ export interface Timing {
    * Measures the A/A control: a second, identical copy of ours next to the
    * first (workload.ts TWIN_ID, the HTTP variant ours-memcached-twin). Its
    * ratio to ours is the run's noise. Full runs only: in a quick run's few
-   * rounds it says little, and it would push the run past 3 minutes.
+   * rounds it says little, and it would push the run past 3 minutes. The
+   * contract floor (CONTRACT_FLOOR_ID), context as well, goes with it.
    */
   control: boolean
 }
