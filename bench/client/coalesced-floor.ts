@@ -10,7 +10,7 @@
  * API cannot do without: a promise per get, settled from a FIFO of callers
  * in reply order, and the keys of a tick joined into one request line.
  *
- * The contract floor ({@link CoalescedFloor.contract}) adds what DESIGN asks
+ * The contract floor (`CoalescedFloor.connect` with `contract`) adds what DESIGN asks
  * of any client on top: each key is validated before it is queued (no
  * whitespace or control characters, at most 250 bytes: `keyProblem`, as
  * ours), and each VALUE's key is checked against the key sent, so a reply
@@ -31,27 +31,18 @@ export class CoalescedFloor extends ValueReader {
   private sentHead = 0
   private nextKey = 0
 
-  private constructor (viewMinFill: number, private readonly checked: boolean) {
-    super(viewMinFill, checked)
-  }
-
-  static async connect (host: string, port: number): Promise<CoalescedFloor> {
+  /**
+   * The coalesced floor, or with `contract` the contract floor: keys
+   * validated when queued, and each VALUE's key checked against the key sent.
+   */
+  static async connect (host: string, port: number, contract = false): Promise<CoalescedFloor> {
     // Every value a view: at 128 and 1,024 in flight that beat ours' rule (docs/benchmarks.md, run M).
-    const floor = new CoalescedFloor(0, false)
-    await floor.connect(host, port)
-    return floor
-  }
-
-  /** The contract floor: keys validated when queued, and each VALUE's key checked against the key sent. */
-  static async contract (host: string, port: number): Promise<CoalescedFloor> {
-    const floor = new CoalescedFloor(0, true)
-    await floor.connect(host, port)
-    return floor
+    return await new CoalescedFloor(0, contract).connect(host, port)
   }
 
   /** One promise per get, the caller's own: no async wrapper around it. */
   get (key: string): Promise<Buffer | undefined> {
-    if (this.checked) {
+    if (this.readsKeys) {
       const problem = keyProblem(key)
       if (problem !== undefined) return Promise.reject(invalidKey(key, problem))
     }
@@ -64,7 +55,7 @@ export class CoalescedFloor extends ValueReader {
     const asked = this.asked
     if (asked.length === 0) return
     this.asked = []
-    if (this.checked) this.sent.push(asked)
+    if (this.readsKeys) this.sent.push(asked)
     this.write(Buffer.from(`get ${asked.join(' ')}\r\n`, 'latin1'))
   }
 

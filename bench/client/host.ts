@@ -124,7 +124,7 @@ async function main (): Promise<void> {
     subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port)), true)
     ready = { type: 'ready', id, label: 'coalesced floor', note: 'a socket behind a promise per get, the gets of a tick sent as one multi-key get, each value a view of the read buffer, of each reply line only END or the size of a value read: the least a coalescing client whose gets return promises does', ops: ['get'] }
   } else if (id === CONTRACT_FLOOR_ID) {
-    subject = coalescedFloorSubject(await CoalescedFloor.contract(host, Number(port)), false)
+    subject = coalescedFloorSubject(await CoalescedFloor.connect(host, Number(port), true), false)
     ready = { type: 'ready', id, label: 'coalesced floor, DESIGN\'s checks', note: 'the coalesced floor, plus what DESIGN asks of any client: each key validated before it is queued (ours\' keyProblem), each VALUE\'s key checked against the key sent', ops: ['get'] }
   } else if (id === MULTI_GET_FLOOR_ID) {
     subject = multiGetFloorSubject(await MultiGetFloor.connect(host, Number(port)))

@@ -126,7 +126,8 @@ export async function runClientSuite (server: { host: string, port: number, addr
   const heapMb = Math.max(0, ...scenarios.map((scenario) => scenario.heapMb))
   const idsOf = (special: (scenario: ClientScenario) => boolean): string[] => ids.filter((id) => scenarios.some((scenario) => special(scenario) && runsIn(scenario, id, timing.control)))
   // Every client named has a bare host (the tables' labels come from them); the full-run-only ones when they run.
-  const bareIds = ids.filter((id) => (id !== TWIN_ID && id !== CONTRACT_FLOOR_ID) || idsOf(() => true).includes(id))
+  const running = new Set(idsOf(() => true))
+  const bareIds = ids.filter((id) => (id !== TWIN_ID && id !== CONTRACT_FLOOR_ID) || running.has(id))
   const heapIds = idsOf((scenario) => scenario.heapMb > 0)
   const proxyIds = proxy === undefined ? [] : idsOf((scenario) => scenario.viaProxy === true)
   const hosts: ClientHost[] = []

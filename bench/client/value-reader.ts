@@ -48,7 +48,7 @@ export abstract class ValueReader {
    * @param readsKeys hands each VALUE line's key to {@link keyRead} (the
    * contract floor, which checks it against the key sent).
    */
-  constructor (private readonly viewMinFill: number, private readonly readsKeys = false) {}
+  constructor (private readonly viewMinFill: number, protected readonly readsKeys = false) {}
 
   /** A value read, in reply order. */
   protected abstract valueRead (value: Buffer): void
@@ -62,13 +62,15 @@ export abstract class ValueReader {
     return true
   }
 
-  protected async connect (host: string, port: number): Promise<void> {
+  /** Connects this reader to memcached; resolves with it once connected. */
+  protected async connect (host: string, port: number): Promise<this> {
     const socket = net.connect({ host, port, noDelay: true, onread: { buffer: this.nextReadBuffer, callback: (bytes, buffer) => this.onRead(buffer as Buffer, bytes) } })
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve())
       socket.once('error', reject)
     })
     this.socket = socket
+    return this
   }
 
   close (): void {

@@ -76,6 +76,9 @@ export const VARIANTS: readonly Variant[] = [
   { id: 'fastify-session-redis', label: '@fastify/session + connect-redis', cookieName: 'sessionId', needs: 'redis' }
 ]
 
+/** The HTTP A/A control: a second server of the ours + memcached app (full runs only). */
+export const TWIN_VARIANT: VariantId = 'ours-memcached-twin'
+
 /** Addresses of the data servers, `127.0.0.1:port`. */
 export interface Backends {
   memcached: string | undefined

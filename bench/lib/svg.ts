@@ -4,6 +4,7 @@
  * HTTP route, labels on the left, values at the bar ends, a line at 1.0x.
  */
 import { CONTRACT_FLOOR_ID, TWIN_ID } from '../client/workload.js'
+import { TWIN_VARIANT } from '../http/variants.js'
 import { machineLine } from './machine.js'
 import type { BenchResult } from './report.js'
 
@@ -65,7 +66,7 @@ function httpGroups (result: BenchResult): Group[] {
   if (http === undefined) return []
   return http.timing.connections.flatMap((connections) => http.routes.map((route) => ({
     title: `/${route.id}, ${connections} connections: ${route.label}`,
-    bars: http.variants.filter((v) => v.id !== 'none' && v.id !== 'ours-memcached-twin').flatMap((v): Bar[] => {
+    bars: http.variants.filter((v) => v.id !== 'none' && v.id !== TWIN_VARIANT).flatMap((v): Bar[] => {
       if (v.skipped !== undefined) return [{ label: v.label, value: NaN, color: '#999', text: v.skipped }]
       const s = http.summary.find((x) => x.route === route.id && x.connections === connections && x.variant === v.id)
       return s === undefined ? [] : [{ label: v.label, value: s.vsCeiling, color: COLORS[v.id] ?? '#666' }]

@@ -6,7 +6,7 @@
 import type { ClientSample, ClientSuiteResult, ClientSummary } from '../client/suite.js'
 import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, MULTI_GET_FLOOR_ID, PROMISE_FLOOR_ID, TWIN_ID } from '../client/workload.js'
 import type { HttpSample, HttpSuiteResult, Route } from '../http/suite.js'
-import type { VariantId } from '../http/variants.js'
+import { TWIN_VARIANT, type VariantId } from '../http/variants.js'
 import { undisturbed } from './cpu.js'
 import { formatRatio, pairedRatio, ratio, roundRatios } from './stats.js'
 
@@ -188,10 +188,10 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
   }
   // The A/A control: ours + memcached against a second copy of itself, in the same rounds.
   const control = (route: Route): TargetCheck[] => {
-    const twin = samplesOf(route, 'ours-memcached-twin')
+    const twin = samplesOf(route, TWIN_VARIANT)
     if (twin.length === 0) return []
     const rounds = spread(roundRatios(samplesOf(route, 'ours-memcached'), twin, (s) => s.reqPerSec))
-    return [target(route, 'ours-memcached', 'ours-memcached-twin', NaN, `A/A control, ours + memcached vs a second copy of it: the noise of a paired ratio here (${rounds})`)]
+    return [target(route, 'ours-memcached', TWIN_VARIANT, NaN, `A/A control, ours + memcached vs a second copy of it: the noise of a paired ratio here (${rounds})`)]
   }
   return [
     target('ro', 'ours-memcached', 'secure-session', 0.85, 'ours + memcached >= 0.85x @fastify/secure-session'),
