@@ -4,13 +4,15 @@
  * results (git-ignored) for Chrome DevTools or speedscope.
  *
  *   node build/bench/profile.js client set 128 [--no-coalesce] [--seconds=5]
+ *   node build/bench/profile.js client get 128 --floor | --contract-floor   (coalesced-floor.ts, to compare)
  *   node build/bench/profile.js http ours-memory rw [--seconds=5] [--connections=32]
  */
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import inspector from 'node:inspector'
 import path from 'node:path'
 import { benchValue, keyAt } from './client/workload.js'
-import { ours } from './client/drivers.js'
+import { CoalescedFloor } from './client/coalesced-floor.js'
+import { ours, type Driver } from './client/drivers.js'
 import { choosePinning } from './lib/machine.js'
 import { killAll, pinSelf, spawnPinned, stopChild } from './lib/processes.js'
 import { startMemcached } from './lib/servers.js'
@@ -53,7 +55,15 @@ async function post<T> (session: inspector.Session, method: string, params?: obj
   })
 }
 
-async function profileClient (op: string, inFlight: number, coalesce: boolean, seconds: number): Promise<void> {
+/** A coalesced floor in a driver's shape, to profile it as ours is: get only. */
+async function floorDriver (address: string, floor: 'floor' | 'contract'): Promise<Pick<Driver, 'get' | 'set' | 'getMulti' | 'close'>> {
+  const [host, port] = address.split(':') as [string, string]
+  const reader = await CoalescedFloor.connect(host, Number(port), floor === 'contract')
+  const unsupported = async (): Promise<never> => await Promise.reject(new Error('the floors profile get only'))
+  return { get: (key) => reader.get(key), set: unsupported, getMulti: unsupported, close: async () => reader.close() }
+}
+
+async function profileClient (op: string, inFlight: number, coalesce: boolean, seconds: number, floor?: 'floor' | 'contract'): Promise<void> {
   const pinning = choosePinning()
   if (pinning.measured !== undefined) pinSelf(pinning.measured)
   const memcached = await startMemcached(pinning.load)
@@ -62,7 +72,7 @@ async function profileClient (op: string, inFlight: number, coalesce: boolean, s
   const preload = new MemcachedClient({ servers: [memcached.address] })
   await Promise.all(keys.map(async (key) => await preload.set(key, value)))
   await preload.close()
-  const driver = ours(memcached.address, coalesce)
+  const driver = floor === undefined ? ours(memcached.address, coalesce) : await floorDriver(memcached.address, floor)
   const multi = keys.slice(0, 100)
   const run = op === 'set'
     ? (loop: number, n: number) => driver.set(keys[keyAt(loop, n, inFlight)] as string, value)
@@ -90,8 +100,9 @@ async function profileClient (op: string, inFlight: number, coalesce: boolean, s
   await driver.close()
   await memcached.stop()
   session.disconnect()
-  const name = `client-${op}-${inFlight}${coalesce ? '' : '-nocoalesce'}.cpuprofile`
-  report(profile, name, `${op}, ${inFlight} in flight${coalesce ? '' : ', coalesceGets: false'}: ${Math.round(rate).toLocaleString('en-US')} ops/s while profiling`)
+  const who = floor === undefined ? (coalesce ? '' : '-nocoalesce') : `-${floor}`
+  const title = floor === undefined ? (coalesce ? '' : ', coalesceGets: false') : `, the ${floor === 'floor' ? 'coalesced' : 'contract'} floor`
+  report(profile, `client-${op}-${inFlight}${who}.cpuprofile`, `${op}, ${inFlight} in flight${title}: ${Math.round(rate).toLocaleString('en-US')} ops/s while profiling`)
 }
 
 async function profileHttp (variant: string, route: string, seconds: number, connections: number): Promise<void> {
@@ -139,11 +150,12 @@ async function main (): Promise<void> {
   const seconds = Number(args.find((a) => a.startsWith('--seconds='))?.slice(10) ?? 5)
   const positional = args.filter((a) => !a.startsWith('--'))
   if (positional[0] === 'client') {
-    await profileClient(positional[1] ?? 'get', Number(positional[2] ?? 128), !args.includes('--no-coalesce'), seconds)
+    const floor = args.includes('--floor') ? 'floor' : args.includes('--contract-floor') ? 'contract' : undefined
+    await profileClient(positional[1] ?? 'get', Number(positional[2] ?? 128), !args.includes('--no-coalesce'), seconds, floor)
   } else if (positional[0] === 'http') {
     await profileHttp(positional[1] ?? 'ours-memory', positional[2] ?? 'rw', seconds, Number(args.find((a) => a.startsWith('--connections='))?.slice(14) ?? 32))
   } else {
-    throw new Error('usage: profile.js client <get|set|mget> <inFlight> [--no-coalesce] | http <variant> <rw|ro> [--seconds=N] [--connections=N]')
+    throw new Error('usage: profile.js client <get|set|mget> <inFlight> [--no-coalesce | --floor | --contract-floor] | http <variant> <rw|ro> [--seconds=N] [--connections=N]')
   }
 }
 
