@@ -15,7 +15,7 @@ import { spawnPinned, stopChild } from '../lib/processes.js'
 import { formatCount, formatMs, median, pairedRatio, progress } from '../lib/stats.js'
 import type { LoadJob, LoadResult } from './load.js'
 import type { ServerMessage } from './server.js'
-import { TWIN_VARIANT, VARIANTS, type Backends, type Variant, type VariantId } from './variants.js'
+import { FULL_RUN_VARIANTS, VARIANTS, type Backends, type Variant, type VariantId } from './variants.js'
 
 export type Route = 'rw' | 'ro'
 
@@ -168,7 +168,7 @@ class LoadGenerator {
 
 export async function runHttpSuite (config: BenchConfig, backends: Backends, pinning: Pinning): Promise<HttpSuiteResult> {
   const timing = config.http
-  const variants: Array<Variant & { skipped?: string }> = VARIANTS.filter((variant) => (config.only?.has(variant.id) ?? true) && (timing.control || variant.id !== TWIN_VARIANT)).map((variant) =>
+  const variants: Array<Variant & { skipped?: string }> = VARIANTS.filter((variant) => (config.only?.has(variant.id) ?? true) && (timing.control || !FULL_RUN_VARIANTS.has(variant.id))).map((variant) =>
     variant.needs === 'redis' && backends.redis === undefined ? { ...variant, skipped: 'skipped: redis-server not found' } : { ...variant })
   for (const variant of variants) if (variant.skipped !== undefined) progress(`http: ${variant.label}: ${variant.skipped}`)
   const servers: RunningServer[] = []

@@ -18,6 +18,7 @@ export type VariantId =
   | 'ours-memory'
   | 'floor-memcached'
   | 'floor-memcached-work'
+  | 'floor-memcached-gat'
   | 'fastify-session-memcached'
   | 'fastify-session-memory'
   | 'secure-session'
@@ -59,6 +60,13 @@ export const VARIANTS: readonly Variant[] = [
     note: 'the floor above, but each round trip makes memcached do what a session store asks of it: `gets` and `touch` per load, a `set` of the record per write, ahead of the tick\'s no-op (whose `MN` is found in the replies, not parsed): what ours can reach here; its gap to the floor above is memcached\'s work, on the load generator\'s core'
   },
   {
+    id: 'floor-memcached-gat',
+    label: 'floor: MemoryStore + memcached doing the fewest session commands',
+    cookieName: 'sid',
+    needs: 'memcached',
+    note: 'the session-work floor with one command where it sends two: `gat` loads and renews (full runs only). A /rw request then costs memcached two commands, as connect-memcached\'s get and set do: the most any rolling store reaches here, against that peer too'
+  },
+  {
     id: 'fastify-session-memcached',
     label: '@fastify/session + connect-memcached',
     cookieName: 'sessionId',
@@ -78,6 +86,9 @@ export const VARIANTS: readonly Variant[] = [
 
 /** The HTTP A/A control: a second server of the ours + memcached app (full runs only). */
 export const TWIN_VARIANT: VariantId = 'ours-memcached-twin'
+
+/** Variants measured in full runs only: context for the targets, not targets; `--quick` stays under 3 minutes. */
+export const FULL_RUN_VARIANTS: ReadonlySet<VariantId> = new Set([TWIN_VARIANT, 'floor-memcached-gat'])
 
 /** Addresses of the data servers, `127.0.0.1:port`. */
 export interface Backends {
@@ -130,8 +141,9 @@ async function registerSessions (app: FastifyInstance, id: VariantId, backends: 
       await app.register(memcachedSession, { secret: SECRET, store })
       return
     }
-    case 'floor-memcached-work': {
-      const store = await FloorStore.sessionWork(need(backends.memcached, 'memcached'))
+    case 'floor-memcached-work':
+    case 'floor-memcached-gat': {
+      const store = await FloorStore.sessionWork(need(backends.memcached, 'memcached'), id === 'floor-memcached-gat')
       app.addHook('onClose', async () => { await store.close() })
       await app.register(memcachedSession, { secret: SECRET, store })
       return

@@ -186,6 +186,8 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
     const name = route === 'rw' ? 'read-write' : 'read-only'
     return check(`http-${route}-${connections}-${a}-vs-${b}`, `HTTP ${name}, ${connections} connections: ${what}`, measured, threshold, cpuBased)
   }
+  const fewest = (route: Route, against: VariantId, what: string): TargetCheck[] =>
+    samplesOf(route, 'floor-memcached-gat').length === 0 ? [] : [target(route, 'floor-memcached-gat', against, NaN, what)]
   // The A/A control: ours + memcached against a second copy of itself, in the same rounds.
   const control = (route: Route): TargetCheck[] => {
     const twin = samplesOf(route, TWIN_VARIANT)
@@ -221,6 +223,12 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
     target('rw', 'floor-memcached-work', 'floor-memcached', NaN, 'the session-work floor vs the two-round-trip floor: the most a store sending the session\'s commands reaches against the 0.95x target'),
     target('rw', 'ours-memcached', 'floor-memcached-work', NaN, 'ours + memcached vs the floor whose memcached does the session commands (gets + touch per load, set per save): what is reachable here'),
     target('ro', 'ours-memcached', 'floor-memcached-work', NaN, 'ours + memcached vs the floor whose memcached does the session commands (gets + touch per load): what is reachable here'),
+    // The fewest-commands floor (full runs only): `gat` where the session-work floor sends `gets` and `touch`.
+    ...fewest('rw', 'fastify-session-memcached', 'the fewest-commands floor (gat per load, set per save: two commands, as connect-memcached sends) vs @fastify/session + connect-memcached: the most any rolling store reaches against the 2x target'),
+    ...fewest('rw', 'secure-session', 'the fewest-commands floor vs @fastify/secure-session: the most any rolling store reaches against the 1.15x target'),
+    ...fewest('ro', 'secure-session', 'the fewest-commands floor vs @fastify/secure-session: the most any rolling store reaches against the 0.85x target'),
+    ...fewest('rw', 'floor-memcached-work', 'the fewest-commands floor vs the session-work floor: what loading and renewing in one command (gat) would gain'),
+    ...fewest('ro', 'floor-memcached-work', 'the fewest-commands floor vs the session-work floor: what loading and renewing in one command (gat) would gain'),
     ...control('rw'),
     ...control('ro')
   ]
