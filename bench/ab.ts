@@ -1,0 +1,154 @@
+/**
+ * An A/B of two clients, or of two builds of ours, in alternating processes:
+ * the way to judge a change of a few percent on a machine whose noise moves
+ * a whole run by more (the A/A control's rounds range 0.6x to 1.7x). Each
+ * pair runs A and B one after the other, each in a fresh process pinned as
+ * the bench pins clients, against one memcached; the order flips every
+ * pair, so drift within a pair does not favour one side. It prints each
+ * pair's ratio of A to B, rate and CPU per command, and their medians.
+ *
+ *   node build/bench/ab.js get 128 [--a=ours] [--b=floor-coalesced-contract] [--pairs=8] [--seconds=2]
+ *   node build/bench/ab.js get 1024 --b=ours --b-build=/tmp/old/dist/index.js
+ *
+ * Clients: any of the bench's (drivers.ts), `floor-coalesced` and
+ * `floor-coalesced-contract` (get only). `--a-build` / `--b-build` load ours
+ * from another build's entry point, for a before/after of one change.
+ */
+import { Buffer } from 'node:buffer'
+import type { ChildProcess } from 'node:child_process'
+import { CoalescedFloor } from './client/coalesced-floor.js'
+import { createDriver, type Driver } from './client/drivers.js'
+import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, GET_KEYS, SET_KEYS, benchValue, keyAt } from './client/workload.js'
+import { choosePinning } from './lib/machine.js'
+import { killAll, spawnPinned } from './lib/processes.js'
+import { startMemcached } from './lib/servers.js'
+import { median, progress } from './lib/stats.js'
+import { MemcachedClient } from '../src/index.js'
+
+type Op = 'get' | 'set'
+
+/** What one side measured in its process. */
+interface Measured {
+  /** Commands per second. */
+  rate: number
+  /** CPU time of the process per command, ns. */
+  cpuNs: number
+}
+
+/** One side: a client id, and the build of ours it loads (undefined: this one). */
+interface Side {
+  client: string
+  build: string | undefined
+}
+
+/** The client measured in a child process, in a driver's shape (get and set). */
+async function connectClient (side: Side, address: string): Promise<Pick<Driver, 'get' | 'set' | 'close'>> {
+  const [host, port] = address.split(':') as [string, string]
+  if (side.client === COALESCED_FLOOR_ID || side.client === CONTRACT_FLOOR_ID) {
+    const floor = await CoalescedFloor.connect(host, Number(port), side.client === CONTRACT_FLOOR_ID)
+    return { get: (key) => floor.get(key), set: async () => await Promise.reject(new Error('the floors measure get only')), close: async () => floor.close() }
+  }
+  if (side.build === undefined) return createDriver(side.client, address)
+  if (side.client !== 'ours' && side.client !== 'ours-nocoalesce') throw new Error('--a-build / --b-build load ours only')
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const other = require(side.build) as { MemcachedClient: typeof MemcachedClient }
+  const client = new other.MemcachedClient({ servers: [address], coalesceGets: side.client === 'ours', timeout: 5000 })
+  return { get: (key) => client.get(key), set: (key, value) => client.set(key, value), close: async () => await client.close() }
+}
+
+/** Child process: `inFlight` closed loops for a warmup second, then `seconds` measured; prints one {@link Measured} as JSON. */
+async function child (side: Side, op: Op, inFlight: number, seconds: number, address: string): Promise<void> {
+  const client = await connectClient(side, address)
+  const value = benchValue()
+  const run = op === 'set'
+    ? (loop: number, n: number) => client.set(SET_KEYS[keyAt(loop, n, inFlight)] as string, value)
+    : (loop: number, n: number) => client.get(GET_KEYS[keyAt(loop, n, inFlight)] as string)
+  let stop = false
+  let done = 0
+  const loops = Array.from({ length: inFlight }, async (_, loop) => {
+    for (let n = 0; !stop; n++) { await run(loop, n); done++ }
+  })
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const before = done
+  const cpu = process.cpuUsage()
+  const started = performance.now()
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+  const used = process.cpuUsage(cpu)
+  const commands = done - before
+  const measured: Measured = { rate: commands * 1000 / (performance.now() - started), cpuNs: (used.user + used.system) * 1000 / commands }
+  stop = true
+  await Promise.all(loops)
+  await client.close()
+  process.stdout.write(`${JSON.stringify(measured)}\n`)
+}
+
+async function measureIn (core: number | undefined, side: Side, op: Op, inFlight: number, seconds: number, address: string): Promise<Measured> {
+  const args = [__filename, '--child', side.client, side.build ?? '-', op, String(inFlight), String(seconds), address]
+  const running: ChildProcess = spawnPinned(core, process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+  let output = ''
+  running.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const code = await new Promise<number | null>((resolve) => running.once('exit', resolve))
+  if (code !== 0) throw new Error(`${side.client} exited with ${String(code)}`)
+  return JSON.parse(output) as Measured
+}
+
+function option (args: readonly string[], name: string): string | undefined {
+  return args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+}
+
+function describe (side: Side): string {
+  return side.build === undefined ? side.client : `${side.client} (${side.build})`
+}
+
+function ratio (value: number): string {
+  return `${value.toFixed(2)}x`
+}
+
+async function main (): Promise<void> {
+  const args = process.argv.slice(2)
+  if (args[0] === '--child') {
+    const [, client, build, op, inFlight, seconds, address] = args as [string, string, string, Op, string, string, string]
+    return await child({ client, build: build === '-' ? undefined : build }, op, Number(inFlight), Number(seconds), address)
+  }
+  const [op, inFlightText] = args.filter((arg) => !arg.startsWith('--'))
+  if ((op !== 'get' && op !== 'set') || inFlightText === undefined) {
+    throw new Error('usage: ab.js <get|set> <inFlight> [--a=ours] [--b=floor-coalesced-contract] [--a-build=F] [--b-build=F] [--pairs=8] [--seconds=2]')
+  }
+  const a: Side = { client: option(args, 'a') ?? 'ours', build: option(args, 'a-build') }
+  const b: Side = { client: option(args, 'b') ?? CONTRACT_FLOOR_ID, build: option(args, 'b-build') }
+  const pairs = Number(option(args, 'pairs') ?? 8)
+  const seconds = Number(option(args, 'seconds') ?? 2)
+  const inFlight = Number(inFlightText)
+  const pinning = choosePinning()
+  const memcached = await startMemcached(pinning.load)
+  try {
+    const preload = new MemcachedClient({ servers: [memcached.address] })
+    const value = benchValue()
+    await Promise.all([...GET_KEYS, ...SET_KEYS].map(async (key) => await preload.set(key, value)))
+    await preload.close()
+    const rates: number[] = []
+    const cpus: number[] = []
+    for (let pair = 0; pair < pairs; pair++) {
+      const measure = async (side: Side): Promise<Measured> => await measureIn(pinning.measured, side, op, inFlight, seconds, memcached.address)
+      // The order flips every pair: what drifts within a pair favours neither side.
+      const bFirst = pair % 2 === 1
+      const first = await measure(bFirst ? b : a)
+      const second = await measure(bFirst ? a : b)
+      const [ofA, ofB] = bFirst ? [second, first] : [first, second]
+      rates.push(ofA.rate / ofB.rate)
+      cpus.push(ofA.cpuNs / ofB.cpuNs)
+      progress(`pair ${pair + 1}: A ${Math.round(ofA.rate).toLocaleString('en-US')}/s ${Math.round(ofA.cpuNs)} ns, B ${Math.round(ofB.rate).toLocaleString('en-US')}/s ${Math.round(ofB.cpuNs)} ns: rate ${ratio(ofA.rate / ofB.rate)}, CPU ${ratio(ofA.cpuNs / ofB.cpuNs)}`)
+    }
+    process.stdout.write(`${op}, ${inFlight} in flight, A = ${describe(a)}, B = ${describe(b)}, ${pairs} pairs of ${seconds} s:\n`)
+    process.stdout.write(`  rate A/B: median ${ratio(median(rates))} (pairs ${ratio(Math.min(...rates))} to ${ratio(Math.max(...rates))})\n`)
+    process.stdout.write(`  CPU per command A/B: median ${ratio(median(cpus))} (pairs ${ratio(Math.min(...cpus))} to ${ratio(Math.max(...cpus))})\n`)
+  } finally {
+    await memcached.stop()
+  }
+}
+
+main().catch((error: unknown) => {
+  killAll()
+  process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+  process.exitCode = 1
+})
