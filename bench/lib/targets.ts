@@ -227,6 +227,8 @@ function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck
     ...fewest('rw', 'fastify-session-memcached', 'the fewest-commands floor (gat per load, set per save: two commands, as connect-memcached sends) vs @fastify/session + connect-memcached: the most any rolling store reaches against the 2x target'),
     ...fewest('rw', 'secure-session', 'the fewest-commands floor vs @fastify/secure-session: the most any rolling store reaches against the 1.15x target'),
     ...fewest('ro', 'secure-session', 'the fewest-commands floor vs @fastify/secure-session: the most any rolling store reaches against the 0.85x target'),
+    ...fewest('ro', 'floor-memcached', 'the fewest-commands floor vs the one-round-trip floor: the most any rolling store reaches against the 0.95x target'),
+    ...fewest('rw', 'floor-memcached', 'the fewest-commands floor vs the two-round-trip floor: the most any rolling store reaches against the 0.95x target'),
     ...fewest('rw', 'floor-memcached-work', 'the fewest-commands floor vs the session-work floor: what loading and renewing in one command (gat) would gain'),
     ...fewest('ro', 'floor-memcached-work', 'the fewest-commands floor vs the session-work floor: what loading and renewing in one command (gat) would gain'),
     ...control('rw'),
