@@ -12,13 +12,27 @@ function written (request: SingleRequest<boolean>): string {
   return (chunks === undefined ? Buffer.alloc(0) : Array.isArray(chunks) ? Buffer.concat(chunks) : chunks).toString('utf8')
 }
 
-test('a touch line is `touch <key> <exptime>\\r\\n` for ASCII and UTF-8 keys, relative and absolute exptimes', () => {
+// Keys of up to 32 UTF-16 units are copied byte by byte, longer ones by Buffer's native write: both sides of that line, ASCII and UTF-8.
+const KEYS = ['k', 'sess:0123456789abcdef', 'clé', '日本語', 'a'.repeat(32), 'a'.repeat(33), `sess:${'0123456789abcdef'.repeat(4)}`, 'é'.repeat(40), 'a'.repeat(250)]
+
+test('a touch line is `touch <key> <exptime>\\r\\n` for ASCII and UTF-8 keys, short and long, relative and absolute exptimes', () => {
   const noop = (): void => {}
-  for (const key of ['k', 'sess:0123456789abcdef', 'clé', '日本語', 'a'.repeat(250)]) {
+  for (const key of KEYS) {
     for (const expiry of [0, 1, 9, 10, 86_400, 2_592_000, 4_102_444_800]) {
       const request = new SingleRequest('touch', new TouchLine(key, expiry), undefined, 0, () => true, noop, noop)
       assert.equal(written(request), `touch ${key} ${expiry}\r\n`, `${key} ${expiry}`)
     }
+  }
+})
+
+test('a storage line and a single-key get line carry the key byte for byte, short and long, ASCII and UTF-8', () => {
+  const noop = (): void => {}
+  for (const key of KEYS) {
+    const set = new SingleRequest('store', new StorageLine('set', key, 3, 60, 1, undefined), 'v', 1, () => true, noop, noop)
+    assert.equal(written(set), `set ${key} 3 60 1\r\nv\r\n`, key)
+    const batch = new RequestBatch()
+    batch.retrievalOfKey('gets', key)
+    assert.equal((batch.take() as Buffer).toString('utf8'), `gets ${key}\r\n`, key)
   }
 })
 
