@@ -12,17 +12,18 @@
  *
  * Clients: any of the bench's (drivers.ts), `floor-coalesced` and
  * `floor-coalesced-contract` (get only). `--a-build` / `--b-build` load ours
- * from another build's entry point, for a before/after of one change.
+ * from another build's entry point, for a before/after of one change: for
+ * example a `git worktree` of the older commit, built with `npx tsc -p
+ * tsconfig.build.json`, with this repository's `node_modules` linked into it.
  */
 import { Buffer } from 'node:buffer'
 import type { ChildProcess } from 'node:child_process'
-import { CoalescedFloor } from './client/coalesced-floor.js'
-import { createDriver, type Driver } from './client/drivers.js'
-import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, GET_KEYS, SET_KEYS, benchValue, keyAt } from './client/workload.js'
+import { coalescedFloorDriver, createDriver, ours, type Driver } from './client/drivers.js'
+import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, GET_KEYS, SET_KEYS, benchValue, operation } from './client/workload.js'
 import { choosePinning } from './lib/machine.js'
 import { killAll, spawnPinned } from './lib/processes.js'
 import { startMemcached } from './lib/servers.js'
-import { median, progress } from './lib/stats.js'
+import { formatRatio, median, progress } from './lib/stats.js'
 import { MemcachedClient } from '../src/index.js'
 
 type Op = 'get' | 'set'
@@ -41,28 +42,20 @@ interface Side {
   build: string | undefined
 }
 
-/** The client measured in a child process, in a driver's shape (get and set). */
-async function connectClient (side: Side, address: string): Promise<Pick<Driver, 'get' | 'set' | 'close'>> {
-  const [host, port] = address.split(':') as [string, string]
-  if (side.client === COALESCED_FLOOR_ID || side.client === CONTRACT_FLOOR_ID) {
-    const floor = await CoalescedFloor.connect(host, Number(port), side.client === CONTRACT_FLOOR_ID)
-    return { get: (key) => floor.get(key), set: async () => await Promise.reject(new Error('the floors measure get only')), close: async () => floor.close() }
-  }
+/** The client measured in a child process. */
+async function connectClient (side: Side, address: string): Promise<Driver> {
+  if (side.client === COALESCED_FLOOR_ID || side.client === CONTRACT_FLOOR_ID) return await coalescedFloorDriver(address, side.client === CONTRACT_FLOOR_ID)
   if (side.build === undefined) return createDriver(side.client, address)
   if (side.client !== 'ours' && side.client !== 'ours-nocoalesce') throw new Error('--a-build / --b-build load ours only')
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const other = require(side.build) as { MemcachedClient: typeof MemcachedClient }
-  const client = new other.MemcachedClient({ servers: [address], coalesceGets: side.client === 'ours', timeout: 5000 })
-  return { get: (key) => client.get(key), set: (key, value) => client.set(key, value), close: async () => await client.close() }
+  return ours(address, side.client === 'ours', other.MemcachedClient)
 }
 
 /** Child process: `inFlight` closed loops for a warmup second, then `seconds` measured; prints one {@link Measured} as JSON. */
 async function child (side: Side, op: Op, inFlight: number, seconds: number, address: string): Promise<void> {
   const client = await connectClient(side, address)
-  const value = benchValue()
-  const run = op === 'set'
-    ? (loop: number, n: number) => client.set(SET_KEYS[keyAt(loop, n, inFlight)] as string, value)
-    : (loop: number, n: number) => client.get(GET_KEYS[keyAt(loop, n, inFlight)] as string)
+  const run = operation(client, { op, inFlight }, benchValue())
   let stop = false
   let done = 0
   const loops = Array.from({ length: inFlight }, async (_, loop) => {
@@ -100,10 +93,6 @@ function describe (side: Side): string {
   return side.build === undefined ? side.client : `${side.client} (${side.build})`
 }
 
-function ratio (value: number): string {
-  return `${value.toFixed(2)}x`
-}
-
 async function main (): Promise<void> {
   const args = process.argv.slice(2)
   if (args[0] === '--child') {
@@ -137,11 +126,11 @@ async function main (): Promise<void> {
       const [ofA, ofB] = bFirst ? [second, first] : [first, second]
       rates.push(ofA.rate / ofB.rate)
       cpus.push(ofA.cpuNs / ofB.cpuNs)
-      progress(`pair ${pair + 1}: A ${Math.round(ofA.rate).toLocaleString('en-US')}/s ${Math.round(ofA.cpuNs)} ns, B ${Math.round(ofB.rate).toLocaleString('en-US')}/s ${Math.round(ofB.cpuNs)} ns: rate ${ratio(ofA.rate / ofB.rate)}, CPU ${ratio(ofA.cpuNs / ofB.cpuNs)}`)
+      progress(`pair ${pair + 1}: A ${Math.round(ofA.rate).toLocaleString('en-US')}/s ${Math.round(ofA.cpuNs)} ns, B ${Math.round(ofB.rate).toLocaleString('en-US')}/s ${Math.round(ofB.cpuNs)} ns: rate ${formatRatio(ofA.rate / ofB.rate)}, CPU ${formatRatio(ofA.cpuNs / ofB.cpuNs)}`)
     }
     process.stdout.write(`${op}, ${inFlight} in flight, A = ${describe(a)}, B = ${describe(b)}, ${pairs} pairs of ${seconds} s:\n`)
-    process.stdout.write(`  rate A/B: median ${ratio(median(rates))} (pairs ${ratio(Math.min(...rates))} to ${ratio(Math.max(...rates))})\n`)
-    process.stdout.write(`  CPU per command A/B: median ${ratio(median(cpus))} (pairs ${ratio(Math.min(...cpus))} to ${ratio(Math.max(...cpus))})\n`)
+    process.stdout.write(`  rate A/B: median ${formatRatio(median(rates))} (pairs ${formatRatio(Math.min(...rates))} to ${formatRatio(Math.max(...rates))})\n`)
+    process.stdout.write(`  CPU per command A/B: median ${formatRatio(median(cpus))} (pairs ${formatRatio(Math.min(...cpus))} to ${formatRatio(Math.max(...cpus))})\n`)
   } finally {
     await memcached.stop()
   }

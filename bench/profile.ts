@@ -11,8 +11,7 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import inspector from 'node:inspector'
 import path from 'node:path'
 import { benchValue, keyAt } from './client/workload.js'
-import { CoalescedFloor } from './client/coalesced-floor.js'
-import { ours, type Driver } from './client/drivers.js'
+import { coalescedFloorDriver, ours } from './client/drivers.js'
 import { choosePinning } from './lib/machine.js'
 import { killAll, pinSelf, spawnPinned, stopChild } from './lib/processes.js'
 import { startMemcached } from './lib/servers.js'
@@ -55,14 +54,6 @@ async function post<T> (session: inspector.Session, method: string, params?: obj
   })
 }
 
-/** A coalesced floor in a driver's shape, to profile it as ours is: get only. */
-async function floorDriver (address: string, floor: 'floor' | 'contract'): Promise<Pick<Driver, 'get' | 'set' | 'getMulti' | 'close'>> {
-  const [host, port] = address.split(':') as [string, string]
-  const reader = await CoalescedFloor.connect(host, Number(port), floor === 'contract')
-  const unsupported = async (): Promise<never> => await Promise.reject(new Error('the floors profile get only'))
-  return { get: (key) => reader.get(key), set: unsupported, getMulti: unsupported, close: async () => reader.close() }
-}
-
 async function profileClient (op: string, inFlight: number, coalesce: boolean, seconds: number, floor?: 'floor' | 'contract'): Promise<void> {
   const pinning = choosePinning()
   if (pinning.measured !== undefined) pinSelf(pinning.measured)
@@ -72,7 +63,7 @@ async function profileClient (op: string, inFlight: number, coalesce: boolean, s
   const preload = new MemcachedClient({ servers: [memcached.address] })
   await Promise.all(keys.map(async (key) => await preload.set(key, value)))
   await preload.close()
-  const driver = floor === undefined ? ours(memcached.address, coalesce) : await floorDriver(memcached.address, floor)
+  const driver = floor === undefined ? ours(memcached.address, coalesce) : await coalescedFloorDriver(memcached.address, floor === 'contract')
   const multi = keys.slice(0, 100)
   const run = op === 'set'
     ? (loop: number, n: number) => driver.set(keys[keyAt(loop, n, inFlight)] as string, value)

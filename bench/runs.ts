@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { median } from './lib/stats.js'
-import type { TargetCheck } from './lib/targets.js'
+import { formatFigure, type TargetCheck } from './lib/targets.js'
 
 /** A target line as a results file holds it: JSON has no NaN, so an INFO line's threshold is null. */
 type StoredCheck = Omit<TargetCheck, 'threshold'> & { threshold: number | null }
@@ -18,12 +18,6 @@ function checksOf (file: string): StoredCheck[] {
   const results = JSON.parse(readFileSync(file, 'utf8')) as { targets?: StoredCheck[] }
   if (!Array.isArray(results.targets)) throw new Error(`${file} holds no target lines`)
   return results.targets
-}
-
-function format (value: number, unit: TargetCheck['unit']): string {
-  if (unit === 'bytes') return `${Math.round(value)} bytes`
-  if (unit === 'µs') return `${value.toFixed(2)} µs`
-  return `${value.toFixed(2)}x`
 }
 
 /** One line per target id, in the order of the first file that has it. */
@@ -39,8 +33,8 @@ function lines (runs: StoredCheck[][], withInfo: boolean): string[] {
     const middle = median(values)
     const threshold = first.threshold
     const status = threshold === null ? 'INFO' : (first.atMost === true ? middle <= threshold : middle >= threshold) ? 'PASS' : 'MISS'
-    const each = found.map((check) => check === undefined || !Number.isFinite(check.measured) ? '-' : format(check.measured, first.unit)).join(', ')
-    return [`${status.padEnd(4)}  median ${format(middle, first.unit)} (${each})  ${first.description}`]
+    const each = found.map((check) => check === undefined || !Number.isFinite(check.measured) ? '-' : formatFigure(check.measured, first.unit)).join(', ')
+    return [`${status.padEnd(4)}  median ${formatFigure(middle, first.unit)} (${each})  ${first.description}`]
   })
 }
 

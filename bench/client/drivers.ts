@@ -10,6 +10,8 @@ import Memcached from 'memcached'
 import { MemcacheClient } from 'memcache-client'
 import memjs from 'memjs'
 import { MemcachedClient } from '../../src/index.js'
+import { CoalescedFloor } from './coalesced-floor.js'
+import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID } from './workload.js'
 
 export interface Driver {
   /** Short, stable id used in results. */
@@ -30,9 +32,9 @@ export type Operation = 'get' | 'set' | 'mget'
 
 const ALL_OPS: ReadonlySet<Operation> = new Set(['get', 'set', 'mget'])
 
-/** Our client, with `coalesceGets` as given. */
-export function ours (server: string, coalesceGets: boolean): Driver {
-  const client = new MemcachedClient({ servers: [server], coalesceGets, timeout: 5000 })
+/** Our client, with `coalesceGets` as given; `Client` from another build of ours, for an A/B of two builds (ab.ts). */
+export function ours (server: string, coalesceGets: boolean, Client: typeof MemcachedClient = MemcachedClient): Driver {
+  const client = new Client({ servers: [server], coalesceGets, timeout: 5000 })
   return {
     id: coalesceGets ? 'ours' : 'ours-nocoalesce',
     label: coalesceGets ? 'ours (coalescing)' : 'ours (coalesceGets: false)',
@@ -90,6 +92,26 @@ export function memcacheClientDriver (server: string): Driver {
     set: (key, value) => client.set(key, value),
     getMulti: (keys) => client.get([...keys]),
     close: async () => { client.shutdown() }
+  }
+}
+
+/**
+ * A coalesced floor (coalesced-floor.ts; with `contract`, the contract floor)
+ * in a driver's shape, get only: for the tools that measure it the way they
+ * measure a client (profile.ts, ab.ts). The suite drives the floors itself.
+ */
+export async function coalescedFloorDriver (server: string, contract: boolean): Promise<Driver> {
+  const [host, port] = server.split(':') as [string, string]
+  const floor = await CoalescedFloor.connect(host, Number(port), contract)
+  const getOnly = async (): Promise<never> => await Promise.reject(new Error('the coalesced floors measure get only'))
+  return {
+    id: contract ? CONTRACT_FLOOR_ID : COALESCED_FLOOR_ID,
+    label: contract ? 'the contract floor' : 'the coalesced floor',
+    ops: new Set(['get']),
+    get: (key) => floor.get(key),
+    set: getOnly,
+    getMulti: getOnly,
+    close: async () => floor.close()
   }
 }
 

@@ -224,7 +224,7 @@ export function keyAt (loop: number, n: number, inFlight: number): number {
   return (loop + n * inFlight) % KEY_COUNT
 }
 
-export function operation (driver: Driver, scenario: ClientScenario, value: Buffer): (loop: number, n: number) => Promise<unknown> {
+export function operation (driver: Driver, scenario: Pick<ClientScenario, 'op' | 'inFlight'>, value: Buffer): (loop: number, n: number) => Promise<unknown> {
   const { inFlight } = scenario
   if (scenario.op === 'get') return (loop, n) => driver.get(GET_KEYS[keyAt(loop, n, inFlight)] as string)
   if (scenario.op === 'set') return (loop, n) => driver.set(SET_KEYS[keyAt(loop, n, inFlight)] as string, value)

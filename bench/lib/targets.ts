@@ -242,7 +242,8 @@ function spread (ratios: readonly number[]): string {
   return `rounds ${formatRatio(Math.min(...ratios))} to ${formatRatio(Math.max(...ratios))}`
 }
 
-function formatFigure (value: number, unit: TargetCheck['unit']): string {
+/** A target line's figure in its unit: `0.93x`, `1944 bytes`, `1.60 µs`; `n/a` when not measured. */
+export function formatFigure (value: number, unit: TargetCheck['unit']): string {
   if (unit === 'bytes') return Number.isFinite(value) ? `${Math.round(value)} bytes` : 'n/a'
   if (unit === 'µs') return Number.isFinite(value) ? `${value.toFixed(2)} µs` : 'n/a'
   return formatRatio(value)
