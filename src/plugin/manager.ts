@@ -7,7 +7,7 @@ import { decodeRecord, encodeRecord } from './record.js'
 import { ResponseHeaders } from './response.js'
 import { Session } from './session.js'
 import {
-  data, isStored, markDiscarded, markEnded, markEmpty, markLoaded, markMoved, markReloaded, markUnchanged, newState, nowSeconds,
+  data, isStored, isClosedTo, markClosed, markDiscarded, markEmpty, markLoaded, markMoved, markReloaded, markUnchanged, newState, nowSeconds,
   type SessionOps, type SessionState
 } from './state.js'
 import type { SessionStore, StoredRecord } from './stores/store.js'
@@ -162,7 +162,7 @@ export class SessionManager implements SessionOps {
     if (isStored(state)) {
       // Parsed first: a corrupt record fails before anything is deleted.
       data(state)
-      const deleted = await this.writer.remove(state, 'regenerate')
+      const deleted = await this.removeOrForget(state, 'regenerate')
       if (!deleted || this.expired(state.createdAt)) {
         state.log.info({ session: this.writer.hashOf(state) }, `${LOG}session destroyed or expired before regenerate(); the new session starts empty`)
         markEmpty(state, 'replaced')
@@ -176,10 +176,26 @@ export class SessionManager implements SessionOps {
   /** `request.session.destroy()`. */
   async destroy (state: SessionState): Promise<void> {
     if (isStored(state)) {
-      await this.writer.remove(state, 'destroy')
+      await this.removeOrForget(state, 'destroy')
       state.log.debug({ session: this.writer.hashOf(state) }, `${LOG}session destroyed`)
     }
     markEmpty(state, 'replaced')
+  }
+
+  /**
+   * Deletes the record of `regenerate()` or `destroy()`. If the store fails,
+   * the session still leaves its id (empty, and the response clears the
+   * cookie) before the error goes to the handler: one that catches it and
+   * goes on, say logging the user in after a failed `regenerate()`, must
+   * never write to the old id, which may be one an attacker planted.
+   */
+  private async removeOrForget (state: SessionState, action: 'regenerate' | 'destroy'): Promise<boolean> {
+    try {
+      return await this.writer.remove(state, action)
+    } catch (error) {
+      markEmpty(state, 'replaced')
+      throw error
+    }
   }
 
   /** `request.session.reload()`. */
@@ -211,10 +227,10 @@ export class SessionManager implements SessionOps {
    * Cache-Control headers. Returns a promise only when the store must be called.
    */
   finish (state: SessionState, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
-    if (state.ended) {
-      // The store failed earlier (a handler caught it, or this is the error
-      // response to a failed save): no store work and no cookie, but the
-      // response still stays out of the caches it must not be in.
+    if (isClosedTo(state, reply.statusCode)) {
+      // The error response of a failed store call (or a second onSend): no
+      // store work and no cookie, but the response still stays out of the
+      // caches it must not be in.
       this.headers.protect(state, request, reply)
       return undefined
     }
@@ -244,13 +260,13 @@ export class SessionManager implements SessionOps {
 
   /** The save failed: the response becomes the plugin's error, which no Cache-Control the route set for its own response covers. */
   private failed (state: SessionState, reply: FastifyReply): void {
-    markEnded(state)
+    markClosed(state)
     reply.removeHeader('cache-control')
   }
 
   private respond (state: SessionState, request: FastifyRequest, reply: FastifyReply): void {
     this.headers.apply(state, request, reply)
-    markEnded(state)
+    markClosed(state)
   }
 
   private pendingWrite (state: SessionState): Promise<void> | undefined {

@@ -34,6 +34,19 @@ export type Phase = 'fresh' | 'unsaved' | 'loaded' | 'changed' | 'saved'
  */
 export type Origin = 'none' | 'current' | 'resign' | 'lost' | 'replaced'
 
+/**
+ * What the end of the request (`onSend`) still does with the store:
+ * - `open`: its usual work: write what changed, or renew.
+ * - `failed`: a store call of this request failed. A handler that caught the
+ *   error and answers anyway (a status below 500) gets the usual work, so
+ *   nothing it set, before or after the failure, is dropped while its
+ *   response says all went well. The error response the failure became
+ *   (500 and up) gets none: it must not fail a second time.
+ * - `closed`: the response went out, or the end of the request's own write
+ *   failed: no more store work.
+ */
+export type StoreWork = 'open' | 'failed' | 'closed'
+
 /** Marks a key deleted in {@link SessionState.changes}. */
 export const DELETED: unique symbol = Symbol('deleted')
 
@@ -54,11 +67,8 @@ export interface SessionState {
   readonly log: FastifyBaseLogger
   phase: Phase
   origin: Origin
-  /**
-   * The response went out, or a store call failed: the end of the request
-   * does no (more) store work. The session's own methods still act.
-   */
-  ended: boolean
+  /** What `onSend` may still do with the store. The session's own methods act in every case. */
+  storeWork: StoreWork
   /** The request came with a live session: its response is private. */
   carried: boolean
   /** Undefined until read or saved: a fresh session draws no random bytes before. */
@@ -97,7 +107,7 @@ export function newState (ops: SessionOps, log: FastifyBaseLogger, createdAt: nu
     log,
     phase: 'fresh',
     origin: 'none',
-    ended: false,
+    storeWork: 'open',
     carried: false,
     id: undefined,
     key: undefined,
@@ -244,7 +254,17 @@ export function markEmpty (state: SessionState, origin: 'lost' | 'replaced'): vo
   state.renewed = false
 }
 
-/** The store failed, or the response went out: no more store work at the end of this request. */
-export function markEnded (state: SessionState): void {
-  state.ended = true
+/** Transition: a store call failed (see {@link StoreWork}). */
+export function markFailed (state: SessionState): void {
+  if (state.storeWork === 'open') state.storeWork = 'failed'
+}
+
+/** Transition: the response went out, or its own write failed: no more store work at the end of this request. */
+export function markClosed (state: SessionState): void {
+  state.storeWork = 'closed'
+}
+
+/** `onSend` does no store work: it did already, or this is the error response of a failed store call. */
+export function isClosedTo (state: SessionState, statusCode: number): boolean {
+  return state.storeWork === 'closed' || (state.storeWork === 'failed' && statusCode >= 500)
 }

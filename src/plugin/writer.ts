@@ -6,7 +6,7 @@ import { saveChannel, traceSettle, traceStart, type SessionSaveTrace } from './d
 import { SessionError, storeError } from './errors.js'
 import type { SessionConfig } from './options.js'
 import { decodeRecord, encodeRecord, parseData, setData } from './record.js'
-import { DELETED, data, markEnded, markEmpty, markRenewed, markWritten, nowSeconds, type SessionState } from './state.js'
+import { DELETED, data, markEmpty, markFailed, markRenewed, markWritten, nowSeconds, type SessionState } from './state.js'
 import type { CasResult } from '../protocol/client.js'
 import type { SessionStore, StoredRecord } from './stores/store.js'
 
@@ -302,14 +302,15 @@ export class SessionWriter {
 
   /**
    * A store failure, logged with the store's error (its code, server, key:
-   * for the log only) and mapped to the error the requests fail with. Once
-   * the store failed, onSend does no more store work for these requests: the
-   * error response must not fail a second time.
+   * for the log only) and mapped to the error the requests fail with. The
+   * error response it becomes does no store work in onSend (it must not fail
+   * a second time); a handler that catches it keeps the end of its request's
+   * writes (see StoreWork in state.ts).
    */
   private failed (states: SessionState[], action: string, error: unknown): SessionError {
     const mapped = storeError(error, action)
     for (const state of states) {
-      markEnded(state)
+      markFailed(state)
       state.log.error({ err: error, session: this.hashOf(state) }, mapped.message)
     }
     return mapped

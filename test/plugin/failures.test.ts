@@ -1,11 +1,13 @@
 // The store unreachable, hanging, or back again; what gets logged; who closes
 // the client. Against a real memcached this file starts, kills and restarts.
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
+import type { FastifyInstance } from 'fastify'
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { MemcachedClient, MemcachedError, MemcachedStore } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached.js'
 import { FaultProxy } from '../helpers/proxy.js'
+import type { CasResult } from '../../src/protocol/client.js'
 import { CountingStore, buildApp, cookieOf, idOf, keyOf, setCookieOf, sleep, useMemcached } from './helpers.js'
 
 const TIMEOUT = 400
@@ -159,4 +161,127 @@ test('a store failure inside the handler (destroy) gives one 503, no cookie, no 
   assert.deepEqual(store.calls, { get: 1, add: 0, cas: 0, touch: 0, delete: 1 })
   // The session is still there: logout failed visibly rather than silently.
   assert.deepEqual((await app.inject({ url: '/whoami', cookies: { sid: cookie } })).json(), { userId: 'alice' })
+})
+
+/** A store over the shared memcached whose next `failures[method]` calls fail as a dropped connection would. */
+class FlakyStore extends CountingStore {
+  readonly failures = { add: 0, cas: 0, delete: 0 }
+
+  private lost (method: keyof FlakyStore['failures']): MemcachedError | undefined {
+    if (this.failures[method] === 0) return undefined
+    this.failures[method]--
+    this.calls[method]++
+    return new MemcachedError('MC_CONNECTION', 'connection lost', { server: memcached.server.address })
+  }
+
+  override async add (key: string, value: string, ttl: number): Promise<boolean> {
+    const error = this.lost('add')
+    if (error !== undefined) throw error
+    return await super.add(key, value, ttl)
+  }
+
+  override async cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
+    const error = this.lost('cas')
+    if (error !== undefined) throw error
+    return await super.cas(key, value, version, ttl)
+  }
+
+  override async delete (key: string): Promise<boolean> {
+    const error = this.lost('delete')
+    if (error !== undefined) throw error
+    return await super.delete(key)
+  }
+}
+
+async function flakyApp (t: TestContext, options: { saveOnError?: boolean } = {}): Promise<{ app: FastifyInstance, store: FlakyStore }> {
+  const client = new MemcachedClient({ servers: [memcached.server.address] })
+  t.after(() => client.close())
+  const store = new FlakyStore(new MemcachedStore({ client }))
+  const app = await buildApp({ store, ...options })
+  t.after(() => app.close())
+  app.post('/save-caught', async (request) => {
+    request.session.set('views', 7)
+    const failed = await request.session.save().then(() => false, () => true)
+    request.session.set('userId', 'bob')
+    return { failed }
+  })
+  app.post('/save-uncaught', async (request) => {
+    request.session.set('views', 7)
+    await request.session.save()
+    return {}
+  })
+  app.post('/login-caught', async (request) => {
+    const failed = await request.session.regenerate().then(() => false, () => true)
+    request.session.set('userId', 'alice')
+    return { failed }
+  })
+  app.post('/logout-caught', async (request) => ({ failed: await request.session.destroy().then(() => false, () => true) }))
+  return { app, store }
+}
+
+test('a handler that catches a failed save() and answers: what it set before and after the failure is written at the end of the request', async (t) => {
+  const { app, store } = await flakyApp(t)
+  for (const sid of ['a live session', 'a new session'] as const) {
+    const cookie = sid === 'a live session' ? cookieOf(await app.inject({ method: 'POST', url: '/count' })) : undefined
+    store.reset()
+    store.failures[sid === 'a live session' ? 'cas' : 'add'] = 1
+    const response = await app.inject({ method: 'POST', url: '/save-caught', cookies: cookie === undefined ? {} : { sid: cookie } })
+    assert.equal(response.statusCode, 200, sid)
+    assert.deepEqual(response.json(), { failed: true }, sid)
+    assert.equal(store.calls.add + store.calls.cas, 2, `${sid}: the failed save, then the end of the request's`)
+    const saved = cookie ?? cookieOf(response)
+    assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: saved } })).json(), { views: 7, isNew: false }, sid)
+    assert.deepEqual((await app.inject({ url: '/whoami', cookies: { sid: saved } })).json(), { userId: 'bob' }, sid)
+  }
+})
+
+test('a handler that catches a failed save() while the store stays down: the end of the request fails as well, a 503 rather than a 200 that lost the data', async (t) => {
+  const { app, store } = await flakyApp(t)
+  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
+  store.reset()
+  store.failures.cas = 2
+  const response = await app.inject({ method: 'POST', url: '/save-caught', cookies: { sid: cookie } })
+  assert.equal(response.statusCode, 503)
+  assert.equal(response.json<{ code: string }>().code, 'SESSION_STORE_UNAVAILABLE')
+  assert.equal(setCookieOf(response), undefined)
+  assert.equal(store.calls.cas, 2)
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: 1, isNew: false }, 'the stored session is as it was')
+})
+
+test('saveOnError: the 503 of a save() the handler did not catch does not call the store again', async (t) => {
+  const { app, store } = await flakyApp(t, { saveOnError: true })
+  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
+  store.reset()
+  store.failures.cas = 1
+  const response = await app.inject({ method: 'POST', url: '/save-uncaught', cookies: { sid: cookie } })
+  assert.equal(response.statusCode, 503)
+  assert.deepEqual(store.calls, { get: 1, add: 0, cas: 1, touch: 0, delete: 0 })
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: 1, isNew: false })
+})
+
+test('a handler that catches a failed regenerate() and logs the user in anyway: the login lands under a new id, never the planted one', async (t) => {
+  const { app, store } = await flakyApp(t)
+  const planted = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
+  store.failures.delete = 1
+  const response = await app.inject({ method: 'POST', url: '/login-caught', cookies: { sid: planted } })
+  assert.equal(response.statusCode, 200)
+  assert.deepEqual(response.json(), { failed: true })
+  const issued = cookieOf(response)
+  assert.notEqual(idOf(issued), idOf(planted))
+  assert.deepEqual((await app.inject({ url: '/whoami', cookies: { sid: issued } })).json(), { userId: 'alice' })
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: issued } })).json(), { views: null, isNew: false }, 'nothing carried from a record whose delete failed')
+  assert.deepEqual((await app.inject({ url: '/whoami', cookies: { sid: planted } })).json(), { userId: null }, 'the planted id never holds the login')
+})
+
+test('a handler that catches a failed destroy(): the response still clears the cookie; the record outlives it only until its ttl', async (t) => {
+  const { app, store } = await flakyApp(t)
+  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
+  store.reset()
+  store.failures.delete = 1
+  const response = await app.inject({ method: 'POST', url: '/logout-caught', cookies: { sid: cookie } })
+  assert.equal(response.statusCode, 200)
+  assert.deepEqual(response.json(), { failed: true })
+  assert.match(setCookieOf(response) ?? '', /^sid=; Max-Age=0/)
+  assert.deepEqual(store.calls, { get: 1, add: 0, cas: 0, touch: 0, delete: 1 }, 'nothing written for the emptied session')
+  assert.match((await memcached.client.get(keyOf(idOf(cookie))))?.toString() ?? '', /:\{"views":1\}$/, 'the delete failed: the record is still there')
 })
