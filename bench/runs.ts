@@ -4,9 +4,14 @@
  * 0.4x (runs O, P and Q of the same code, docs/benchmarks.md), more than
  * most targets' margins, so the median of three runs says more than any
  * one of them. INFO lines (the floors, the A/A control) with `--info`.
+ * `--last=N` adds the N newest committed versions of
+ * bench/results/full.json (each full run in the README is committed), read
+ * from git history.
  *
  *   node build/bench/runs.js bench/results/full.json /tmp/P/full.json /tmp/O/full.json [--info]
+ *   node build/bench/runs.js --last=3 [--info]
  */
+import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { median } from './lib/stats.js'
 import { formatFigure, type TargetCheck } from './lib/targets.js'
@@ -14,10 +19,26 @@ import { formatFigure, type TargetCheck } from './lib/targets.js'
 /** A target line as a results file holds it: JSON has no NaN, so an INFO line's threshold is null. */
 type StoredCheck = Omit<TargetCheck, 'threshold'> & { threshold: number | null }
 
-function checksOf (file: string): StoredCheck[] {
-  const results = JSON.parse(readFileSync(file, 'utf8')) as { targets?: StoredCheck[] }
-  if (!Array.isArray(results.targets)) throw new Error(`${file} holds no target lines`)
+const FULL_RESULTS = 'bench/results/full.json'
+
+/** A results file to read: a path, or a commit whose {@link FULL_RESULTS} it is. */
+interface Source { name: string, text: () => string }
+
+function checksOf (source: Source): StoredCheck[] {
+  const results = JSON.parse(source.text()) as { targets?: StoredCheck[] }
+  if (!Array.isArray(results.targets)) throw new Error(`${source.name} holds no target lines`)
   return results.targets
+}
+
+/** The `count` newest commits that changed {@link FULL_RESULTS}, newest first. */
+function committedRuns (count: number): Source[] {
+  if (!Number.isSafeInteger(count) || count < 1) throw new Error('--last= takes a positive whole number of runs')
+  const commits = execFileSync('git', ['log', `-n${count}`, '--format=%h', '--', FULL_RESULTS], { encoding: 'utf8' }).split('\n').filter((line) => line !== '')
+  if (commits.length < count) throw new Error(`git history holds ${commits.length} versions of ${FULL_RESULTS}, not ${count}`)
+  return commits.map((commit) => ({
+    name: `${commit}:${FULL_RESULTS}`,
+    text: () => execFileSync('git', ['show', `${commit}:${FULL_RESULTS}`], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+  }))
 }
 
 /** One line per target id, in the order of the first file that has it. */
@@ -40,10 +61,12 @@ function lines (runs: StoredCheck[][], withInfo: boolean): string[] {
 
 function main (): void {
   const args = process.argv.slice(2)
-  const files = args.filter((arg) => !arg.startsWith('--'))
-  if (files.length === 0) throw new Error('usage: runs.js <results.json>... [--info]')
-  const out = lines(files.map(checksOf), args.includes('--info'))
-  process.stdout.write(`${files.length} runs: ${files.join(', ')}\n${out.join('\n')}\n`)
+  const last = args.find((arg) => arg.startsWith('--last='))
+  const sources: Source[] = args.filter((arg) => !arg.startsWith('--')).map((file) => ({ name: file, text: () => readFileSync(file, 'utf8') }))
+  if (last !== undefined) sources.push(...committedRuns(Number(last.slice('--last='.length))))
+  if (sources.length === 0) throw new Error('usage: runs.js <results.json>... [--last=N] [--info]')
+  const out = lines(sources.map(checksOf), args.includes('--info'))
+  process.stdout.write(`${sources.length} runs: ${sources.map((source) => source.name).join(', ')}\n${out.join('\n')}\n`)
 }
 
 main()
