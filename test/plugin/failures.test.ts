@@ -166,6 +166,8 @@ test('a store failure inside the handler (destroy) gives one 503, no cookie, no 
 /** A store over the shared memcached whose next `failures[method]` calls fail as a dropped connection would. */
 class FlakyStore extends CountingStore {
   readonly failures = { add: 0, cas: 0, delete: 0 }
+  /** How many of the next `cas` calls memcached applies before their reply is lost (a timeout after the write). */
+  appliedThenLost = 0
 
   private lost (method: keyof FlakyStore['failures']): MemcachedError | undefined {
     if (this.failures[method] === 0) return undefined
@@ -183,7 +185,10 @@ class FlakyStore extends CountingStore {
   override async cas (key: string, value: string, version: bigint, ttl: number): Promise<CasResult> {
     const error = this.lost('cas')
     if (error !== undefined) throw error
-    return await super.cas(key, value, version, ttl)
+    const result = await super.cas(key, value, version, ttl)
+    if (this.appliedThenLost === 0) return result
+    this.appliedThenLost--
+    throw new MemcachedError('MC_TIMEOUT', 'no reply within the timeout', { server: memcached.server.address })
   }
 
   override async delete (key: string): Promise<boolean> {
@@ -233,6 +238,18 @@ test('a handler that catches a failed save() and answers: what it set before and
     assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: saved } })).json(), { views: 7, isNew: false }, sid)
     assert.deepEqual((await app.inject({ url: '/whoami', cookies: { sid: saved } })).json(), { userId: 'bob' }, sid)
   }
+})
+
+test('a caught save() whose write memcached applied before the reply was lost: the end of the request merges onto it, nothing lost or doubled', async (t) => {
+  const { app, store } = await flakyApp(t)
+  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
+  store.reset()
+  store.appliedThenLost = 1
+  const response = await app.inject({ method: 'POST', url: '/save-caught', cookies: { sid: cookie } })
+  assert.deepEqual(response.json(), { failed: true })
+  // The retry's cas finds the version the lost write made: it reads the record again and re-applies this request's changes.
+  assert.deepEqual(store.calls, { get: 2, add: 0, cas: 3, touch: 0, delete: 0 })
+  assert.match((await memcached.client.get(keyOf(idOf(cookie))))?.toString() ?? '', /:\{"views":7,"userId":"bob"\}$/)
 })
 
 test('a handler that catches a failed save() while the store stays down: the end of the request fails as well, a 503 rather than a 200 that lost the data', async (t) => {
