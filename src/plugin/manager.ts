@@ -27,10 +27,14 @@ export class SessionManager implements SessionOps {
   private readonly writer: SessionWriter
   private readonly cookies: SessionCookies
   private readonly headers: ResponseHeaders
+  /**
+   * A renewal can move a record's expiry. Not with `absoluteTtl` <= `ttl`:
+   * then every write already sets it to the end of the absolute lifetime,
+   * and a renewal would only set the same instant again, so none is sent.
+   */
+  private readonly renews: boolean
   /** Load and renew in one round trip, when the store can and every response renews anyway. */
   private readonly renewOnLoad: boolean
-  /** TTL of that renewal, seconds: right for every session not yet in the last `ttl` seconds of its absolute lifetime. */
-  private readonly loadTtl: number
   private lastForgedWarning = -Infinity
   private forgedSinceWarning = 0
 
@@ -40,8 +44,8 @@ export class SessionManager implements SessionOps {
     this.writer = new SessionWriter(config, store)
     this.cookies = new SessionCookies(config)
     this.headers = new ResponseHeaders(config, this.cookies)
-    this.renewOnLoad = config.rolling && typeof store.getAndTouch === 'function'
-    this.loadTtl = Math.min(config.ttl, config.absoluteTtl)
+    this.renews = config.absoluteTtl > config.ttl
+    this.renewOnLoad = this.renews && config.rolling && typeof store.getAndTouch === 'function'
   }
 
   get defaultMaxAge (): number | undefined {
@@ -112,7 +116,7 @@ export class SessionManager implements SessionOps {
     // With `rolling`, the response would `touch` the record anyway: renew it
     // with the load, in the same round trip.
     const pending = this.renewOnLoad && this.store.getAndTouch !== undefined
-      ? this.store.getAndTouch(key, this.loadTtl)
+      ? this.store.getAndTouch(key, this.config.ttl)
       : this.store.get(key)
     const found = await this.writer.call(state, 'load', pending)
     const now = nowSeconds()
@@ -120,7 +124,7 @@ export class SessionManager implements SessionOps {
     if (found !== undefined && outcome === 'hit') {
       // Near the end of its absolute lifetime the record needs a shorter TTL
       // than the idle one it was just given: the response sets it.
-      markLoaded(state, found.value, found.version, cookie.renew, this.renewOnLoad && this.writer.ttlFor(state.createdAt, now) === this.loadTtl)
+      markLoaded(state, found.value, found.version, cookie.renew, this.renewOnLoad && this.writer.ttlFor(state.createdAt, now) === this.config.ttl)
     } else {
       if (outcome === 'expired') await this.discard(state, key)
       if (outcome !== 'invalid') {
@@ -291,7 +295,7 @@ export class SessionManager implements SessionOps {
   }
 
   private pendingRenewal (state: SessionState): Promise<void> | undefined {
-    if (state.renewed || !(this.config.rolling || state.touchRequested)) return undefined
+    if (!this.renews || state.renewed || !(this.config.rolling || state.touchRequested)) return undefined
     return this.writer.traced(state, (trace) => this.writer.renew(state, trace))
   }
 

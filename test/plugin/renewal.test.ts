@@ -110,6 +110,25 @@ test('near the end of absoluteTtl the renewal at load is cut short by the respon
   assert.ok(store.ttls[1] !== undefined && store.ttls[1] <= 500 && store.ttls[1] >= 499, `touch ttl ${store.ttls[1]}`)
 })
 
+test('with absoluteTtl <= ttl a renewal could not move the expiry: a read-only request only loads, under rolling and touch() alike', async (t) => {
+  const store = new RenewingCountingStore(new MemcachedStore({ client }))
+  const { app, cookie } = await setup(t, store, { ttl: 86_400, absoluteTtl: 100 })
+  const [written] = store.ttls
+  assert.ok(written !== undefined && written <= 100 && written >= 99, `the write already set the end of the absolute lifetime: ttl ${written}`)
+  for (const url of ['/peek', '/touch']) {
+    store.reset()
+    assert.equal((await app.inject({ url, cookies: { sid: cookie } })).statusCode, 200)
+    assert.equal(store.renewingLoads, 0, url)
+    assert.deepEqual(store.calls, { get: 1, add: 0, cas: 0, touch: 0, delete: 0 }, url)
+  }
+  // A write still sets the TTL that ends at the absolute lifetime.
+  store.reset()
+  await app.inject({ method: 'POST', url: '/count', cookies: { sid: cookie } })
+  assert.deepEqual(store.calls, { get: 1, add: 0, cas: 1, touch: 0, delete: 0 })
+  assert.ok(store.ttls[0] !== undefined && store.ttls[0] <= 100, `cas ttl ${store.ttls[0]}`)
+  assert.deepEqual((await app.inject({ url: '/peek', cookies: { sid: cookie } })).json(), { views: 2, isNew: false })
+})
+
 test('a load that finds a session past absoluteTtl deletes it: replaying the dead cookie under rolling does not keep its data in memcached', async (t) => {
   const store = new RenewingCountingStore(new MemcachedStore({ client }))
   const { app, cookie } = await setup(t, store, { ttl: 1000, absoluteTtl: 5000 })
