@@ -23,7 +23,8 @@ import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, GET_KEYS, SET_KEYS, benchValue, 
 import { choosePinning } from './lib/machine.js'
 import { killAll, spawnPinned } from './lib/processes.js'
 import { startMemcached } from './lib/servers.js'
-import { formatRatio, median, progress } from './lib/stats.js'
+import { alternatePairs, formatPairs, option } from './lib/pairs.js'
+import { formatRatio, progress } from './lib/stats.js'
 import { MemcachedClient } from '../src/index.js'
 
 type Op = 'get' | 'set'
@@ -85,10 +86,6 @@ async function measureIn (core: number | undefined, side: Side, op: Op, inFlight
   return JSON.parse(output) as Measured
 }
 
-function option (args: readonly string[], name: string): string | undefined {
-  return args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
-}
-
 function describe (side: Side): string {
   return side.build === undefined ? side.client : `${side.client} (${side.build})`
 }
@@ -117,20 +114,15 @@ async function main (): Promise<void> {
     await preload.close()
     const rates: number[] = []
     const cpus: number[] = []
-    for (let pair = 0; pair < pairs; pair++) {
-      const measure = async (side: Side): Promise<Measured> => await measureIn(pinning.measured, side, op, inFlight, seconds, memcached.address)
-      // The order flips every pair: what drifts within a pair favours neither side.
-      const bFirst = pair % 2 === 1
-      const first = await measure(bFirst ? b : a)
-      const second = await measure(bFirst ? a : b)
-      const [ofA, ofB] = bFirst ? [second, first] : [first, second]
+    const measure = async (side: Side): Promise<Measured> => await measureIn(pinning.measured, side, op, inFlight, seconds, memcached.address)
+    await alternatePairs(pairs, async () => await measure(a), async () => await measure(b), (ofA, ofB, pair) => {
       rates.push(ofA.rate / ofB.rate)
       cpus.push(ofA.cpuNs / ofB.cpuNs)
       progress(`pair ${pair + 1}: A ${Math.round(ofA.rate).toLocaleString('en-US')}/s ${Math.round(ofA.cpuNs)} ns, B ${Math.round(ofB.rate).toLocaleString('en-US')}/s ${Math.round(ofB.cpuNs)} ns: rate ${formatRatio(ofA.rate / ofB.rate)}, CPU ${formatRatio(ofA.cpuNs / ofB.cpuNs)}`)
-    }
+    })
     process.stdout.write(`${op}, ${inFlight} in flight, A = ${describe(a)}, B = ${describe(b)}, ${pairs} pairs of ${seconds} s:\n`)
-    process.stdout.write(`  rate A/B: median ${formatRatio(median(rates))} (pairs ${formatRatio(Math.min(...rates))} to ${formatRatio(Math.max(...rates))})\n`)
-    process.stdout.write(`  CPU per command A/B: median ${formatRatio(median(cpus))} (pairs ${formatRatio(Math.min(...cpus))} to ${formatRatio(Math.max(...cpus))})\n`)
+    process.stdout.write(`  rate A/B: ${formatPairs(rates)}\n`)
+    process.stdout.write(`  CPU per command A/B: ${formatPairs(cpus)}\n`)
   } finally {
     await memcached.stop()
   }

@@ -21,7 +21,8 @@ import { processCpuSeconds } from '../lib/cpu.js'
 import { choosePinning } from '../lib/machine.js'
 import { killAll, stopChild } from '../lib/processes.js'
 import { startMemcached, type ServerProcess } from '../lib/servers.js'
-import { formatCount, formatRatio, median, progress } from '../lib/stats.js'
+import { alternatePairs, formatPairs, option } from '../lib/pairs.js'
+import { formatCount, formatRatio, progress } from '../lib/stats.js'
 import { LoadGenerator, createSessions, startServer } from './children.js'
 import { VARIANTS, type Variant } from './variants.js'
 import type { Route } from './suite.js'
@@ -70,10 +71,6 @@ async function measure (side: Side, memcached: ServerProcess, load: LoadGenerato
   }
 }
 
-function option (args: readonly string[], name: string): string | undefined {
-  return args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
-}
-
 function side (args: readonly string[], which: 'a' | 'b', fallback: string): Side {
   const id = option(args, which) ?? fallback
   const variant = VARIANTS.find((candidate) => candidate.id === id)
@@ -85,10 +82,6 @@ function side (args: readonly string[], which: 'a' | 'b', fallback: string): Sid
 
 function describe (ofSide: Side): string {
   return `${ofSide.variant.id} (${path.relative(process.cwd(), ofSide.server)})`
-}
-
-function range (values: readonly number[]): string {
-  return `median ${formatRatio(median(values))} (pairs ${formatRatio(Math.min(...values))} to ${formatRatio(Math.max(...values))})`
 }
 
 function figures (m: Measured): string {
@@ -110,21 +103,17 @@ async function main (): Promise<void> {
   const load = await LoadGenerator.start(pinning.load)
   try {
     const ratios = { rate: [] as number[], app: [] as number[], loadCore: [] as number[] }
-    for (let pair = 0; pair < pairs; pair++) {
-      // The order flips every pair: what drifts within a pair favours neither side.
-      const bFirst = pair % 2 === 1
-      const first = await measure(bFirst ? b : a, memcached, load, settings, pinning.measured)
-      const second = await measure(bFirst ? a : b, memcached, load, settings, pinning.measured)
-      const [ofA, ofB] = bFirst ? [second, first] : [first, second]
+    const measureSide = async (ofSide: Side): Promise<Measured> => await measure(ofSide, memcached, load, settings, pinning.measured)
+    await alternatePairs(pairs, async () => await measureSide(a), async () => await measureSide(b), (ofA, ofB, pair) => {
       ratios.rate.push(ofA.rate / ofB.rate)
       ratios.app.push(ofA.appUs / ofB.appUs)
       ratios.loadCore.push((ofA.memcachedUs + ofA.loadUs) / (ofB.memcachedUs + ofB.loadUs))
       progress(`pair ${pair + 1}: A ${figures(ofA)} | B ${figures(ofB)} | rate ${formatRatio(ofA.rate / ofB.rate)}`)
-    }
+    })
     process.stdout.write(`/${route}, ${settings.connections} connections, A = ${describe(a)}, B = ${describe(b)}, ${pairs} pairs of ${settings.windowMs / 1000} s:\n`)
-    process.stdout.write(`  rate A/B: ${range(ratios.rate)}\n`)
-    process.stdout.write(`  app CPU per request A/B: ${range(ratios.app)}\n`)
-    process.stdout.write(`  load core (memcached + load generator) CPU per request A/B: ${range(ratios.loadCore)}\n`)
+    process.stdout.write(`  rate A/B: ${formatPairs(ratios.rate)}\n`)
+    process.stdout.write(`  app CPU per request A/B: ${formatPairs(ratios.app)}\n`)
+    process.stdout.write(`  load core (memcached + load generator) CPU per request A/B: ${formatPairs(ratios.loadCore)}\n`)
   } finally {
     await load.stop()
     await memcached.stop()
