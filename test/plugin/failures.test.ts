@@ -198,6 +198,13 @@ class FlakyStore extends CountingStore {
   }
 }
 
+/** A stored session (`views` 1) whose cookie the next request sends, with the store's counts reset. */
+async function counted (app: FastifyInstance, store: FlakyStore): Promise<string> {
+  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
+  store.reset()
+  return cookie
+}
+
 async function flakyApp (t: TestContext, options: { saveOnError?: boolean } = {}): Promise<{ app: FastifyInstance, store: FlakyStore }> {
   const client = new MemcachedClient({ servers: [memcached.server.address] })
   t.after(() => client.close())
@@ -227,7 +234,7 @@ async function flakyApp (t: TestContext, options: { saveOnError?: boolean } = {}
 test('a handler that catches a failed save() and answers: what it set before and after the failure is written at the end of the request', async (t) => {
   const { app, store } = await flakyApp(t)
   for (const sid of ['a live session', 'a new session'] as const) {
-    const cookie = sid === 'a live session' ? cookieOf(await app.inject({ method: 'POST', url: '/count' })) : undefined
+    const cookie = sid === 'a live session' ? await counted(app, store) : undefined
     store.reset()
     store.failures[sid === 'a live session' ? 'cas' : 'add'] = 1
     const response = await app.inject({ method: 'POST', url: '/save-caught', cookies: cookie === undefined ? {} : { sid: cookie } })
@@ -242,8 +249,7 @@ test('a handler that catches a failed save() and answers: what it set before and
 
 test('a caught save() whose write memcached applied before the reply was lost: the end of the request merges onto it, nothing lost or doubled', async (t) => {
   const { app, store } = await flakyApp(t)
-  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
-  store.reset()
+  const cookie = await counted(app, store)
   store.appliedThenLost = 1
   const response = await app.inject({ method: 'POST', url: '/save-caught', cookies: { sid: cookie } })
   assert.deepEqual(response.json(), { failed: true })
@@ -254,8 +260,7 @@ test('a caught save() whose write memcached applied before the reply was lost: t
 
 test('a handler that catches a failed save() while the store stays down: the end of the request fails as well, a 503 rather than a 200 that lost the data', async (t) => {
   const { app, store } = await flakyApp(t)
-  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
-  store.reset()
+  const cookie = await counted(app, store)
   store.failures.cas = 2
   const response = await app.inject({ method: 'POST', url: '/save-caught', cookies: { sid: cookie } })
   assert.equal(response.statusCode, 503)
@@ -267,8 +272,7 @@ test('a handler that catches a failed save() while the store stays down: the end
 
 test('saveOnError: the 503 of a save() the handler did not catch does not call the store again', async (t) => {
   const { app, store } = await flakyApp(t, { saveOnError: true })
-  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
-  store.reset()
+  const cookie = await counted(app, store)
   store.failures.cas = 1
   const response = await app.inject({ method: 'POST', url: '/save-uncaught', cookies: { sid: cookie } })
   assert.equal(response.statusCode, 503)
@@ -292,8 +296,7 @@ test('a handler that catches a failed regenerate() and logs the user in anyway: 
 
 test('a handler that catches a failed destroy(): the response still clears the cookie; the record outlives it only until its ttl', async (t) => {
   const { app, store } = await flakyApp(t)
-  const cookie = cookieOf(await app.inject({ method: 'POST', url: '/count' }))
-  store.reset()
+  const cookie = await counted(app, store)
   store.failures.delete = 1
   const response = await app.inject({ method: 'POST', url: '/logout-caught', cookies: { sid: cookie } })
   assert.equal(response.statusCode, 200)
