@@ -13,6 +13,7 @@
  */
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import path from 'node:path'
 import { median } from './lib/stats.js'
 import { formatFigure, type TargetCheck } from './lib/targets.js'
 
@@ -20,6 +21,8 @@ import { formatFigure, type TargetCheck } from './lib/targets.js'
 type StoredCheck = Omit<TargetCheck, 'threshold'> & { threshold: number | null }
 
 const FULL_RESULTS = 'bench/results/full.json'
+/** The repository (this file runs from build/bench), so `--last` works from any directory. */
+const ROOT = path.resolve(__dirname, '..', '..')
 
 /** A results file to read: a path, or a commit whose {@link FULL_RESULTS} it is. */
 interface Source { name: string, text: () => string }
@@ -33,11 +36,11 @@ function checksOf (source: Source): StoredCheck[] {
 /** The `count` newest commits that changed {@link FULL_RESULTS}, newest first. */
 function committedRuns (count: number): Source[] {
   if (!Number.isSafeInteger(count) || count < 1) throw new Error('--last= takes a positive whole number of runs')
-  const commits = execFileSync('git', ['log', `-n${count}`, '--format=%h', '--', FULL_RESULTS], { encoding: 'utf8' }).split('\n').filter((line) => line !== '')
+  const commits = execFileSync('git', ['log', `-n${count}`, '--format=%h', '--', FULL_RESULTS], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter((line) => line !== '')
   if (commits.length < count) throw new Error(`git history holds ${commits.length} versions of ${FULL_RESULTS}, not ${count}`)
   return commits.map((commit) => ({
     name: `${commit}:${FULL_RESULTS}`,
-    text: () => execFileSync('git', ['show', `${commit}:${FULL_RESULTS}`], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+    text: () => execFileSync('git', ['show', `${commit}:${FULL_RESULTS}`], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
   }))
 }
 
