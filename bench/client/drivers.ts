@@ -11,7 +11,8 @@ import { MemcacheClient } from 'memcache-client'
 import memjs from 'memjs'
 import { MemcachedClient } from '../../src/index.js'
 import { CoalescedFloor } from './coalesced-floor.js'
-import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID } from './workload.js'
+import { PromiseFloor, floorGet, floorSet } from './promise-floor.js'
+import { COALESCED_FLOOR_ID, CONTRACT_FLOOR_ID, GET_KEYS, PROMISE_FLOOR_ID, VALUE_BYTES } from './workload.js'
 
 export interface Driver {
   /** Short, stable id used in results. */
@@ -112,6 +113,29 @@ export async function coalescedFloorDriver (server: string, contract: boolean): 
     set: getOnly,
     getMulti: getOnly,
     close: async () => floor.close()
+  }
+}
+
+/**
+ * The promise floor (promise-floor.ts) in a driver's shape, get and set of
+ * the bench's values only, for the tools that measure it the way they
+ * measure a client (ab.ts). The suite drives it itself.
+ */
+export async function promiseFloorDriver (server: string, value: Buffer): Promise<Driver> {
+  const [host, port] = server.split(':') as [string, string]
+  // One socket per command: each then carries replies of one known length.
+  const [get, set] = await Promise.all([
+    PromiseFloor.connect(host, Number(port), floorGet((GET_KEYS[0] as string).length, VALUE_BYTES)),
+    PromiseFloor.connect(host, Number(port), floorSet(value))
+  ])
+  return {
+    id: PROMISE_FLOOR_ID,
+    label: 'the promise floor',
+    ops: new Set(['get', 'set']),
+    get: (key) => get.send(key),
+    set: (key) => set.send(key),
+    getMulti: async () => await Promise.reject(new Error('the promise floor measures get and set only')),
+    close: async () => { get.close(); set.close() }
   }
 }
 
