@@ -6,7 +6,9 @@
  * one of them. INFO lines (the floors, the A/A control) with `--info`.
  * `--last=N` adds the N newest committed versions of
  * bench/results/full.json (each full run in the README is committed), read
- * from git history.
+ * from git history. A miss whose target has a floor (targets.ts `bound`)
+ * shows the floor's median: when the floor misses too, no client or store
+ * doing that work reaches the target on this machine.
  *
  *   node build/bench/runs.js bench/results/full.json /tmp/P/full.json /tmp/O/full.json [--info]
  *   node build/bench/runs.js --last=3 [--info]
@@ -44,22 +46,77 @@ function committedRuns (count: number): Source[] {
   }))
 }
 
-/** One line per target id, in the order of the first file that has it. */
-function lines (runs: StoredCheck[][], withInfo: boolean): string[] {
+/** Each line's median across the runs, by id. */
+function mediansById (runs: StoredCheck[][]): Map<string, number> {
+  const values = new Map<string, number[]>()
+  for (const check of runs.flat()) {
+    if (!Number.isFinite(check.measured)) continue
+    const list = values.get(check.id) ?? []
+    list.push(check.measured)
+    values.set(check.id, list)
+  }
+  return new Map([...values].map(([id, list]) => [id, median(list)]))
+}
+
+function meets (value: number, check: StoredCheck): boolean {
+  const threshold = check.threshold as number
+  return check.atMost === true ? value <= threshold : value >= threshold
+}
+
+/** What a judged line's median says, with its floor's median where it has one. */
+interface Verdict {
+  id: string
+  status: 'PASS' | 'MISS' | 'INFO'
+  /** For a miss with a floor: whether the floor's median meets the target (ours could), or misses it too (out of reach). */
+  floor?: 'reaches' | 'misses'
+  line: string
+}
+
+/** The floor part of a line: what the floor reaches on the target's scale, and ours against it. */
+function floorNote (check: StoredCheck, medians: Map<string, number>): { note: string, reaches: boolean } | undefined {
+  const reach = check.bound === undefined ? undefined : medians.get(check.bound.reach)
+  if (check.bound === undefined || reach === undefined) return undefined
+  const ours = check.bound.ours === undefined ? undefined : medians.get(check.bound.ours)
+  const reaches = meets(reach, check)
+  const against = ours === undefined ? '' : `, ours ${formatFigure(ours, 'x')} of it`
+  return { note: `  [floor ${formatFigure(reach, check.unit)}: ${reaches ? 'meets' : 'misses'} the target${against}]`, reaches }
+}
+
+/** One verdict per target id, in the order of the first file that has it. */
+function verdicts (runs: StoredCheck[][], withInfo: boolean): Verdict[] {
   const ids = [...new Set(runs.flat().map((check) => check.id))]
+  const medians = mediansById(runs)
   return ids.flatMap((id) => {
     const found = runs.map((checks) => checks.find((check) => check.id === id))
     const first = found.find((check) => check !== undefined) as StoredCheck
+    // Runs before the floors were linked to their targets have no `bound`: any run that has it says it.
+    const bound = found.find((check) => check?.bound !== undefined)?.bound
     const judged = first.status === 'PASS' || first.status === 'MISS'
     if (!judged && !(withInfo && first.status === 'INFO')) return []
-    const values = found.filter((check): check is StoredCheck => check !== undefined && Number.isFinite(check.measured)).map((check) => check.measured)
-    if (values.length === 0) return []
-    const middle = median(values)
-    const threshold = first.threshold
-    const status = threshold === null ? 'INFO' : (first.atMost === true ? middle <= threshold : middle >= threshold) ? 'PASS' : 'MISS'
+    const middle = medians.get(id)
+    if (middle === undefined) return []
+    const status = first.threshold === null ? 'INFO' : meets(middle, first) ? 'PASS' : 'MISS'
     const each = found.map((check) => check === undefined || !Number.isFinite(check.measured) ? '-' : formatFigure(check.measured, first.unit)).join(', ')
-    return [`${status.padEnd(4)}  median ${formatFigure(middle, first.unit)} (${each})  ${first.description}`]
+    const floor = status === 'MISS' ? floorNote({ ...first, bound }, medians) : undefined
+    const line = `${status.padEnd(4)}  median ${formatFigure(middle, first.unit)} (${each})  ${first.description}${floor?.note ?? ''}`
+    return [{ id, status, ...(floor === undefined ? {} : { floor: floor.reaches ? 'reaches' : 'misses' }), line }]
   })
+}
+
+/** The misses, split by what their floors say. */
+function summary (judged: Verdict[]): string {
+  const misses = judged.filter((verdict) => verdict.status === 'MISS')
+  const passes = judged.filter((verdict) => verdict.status === 'PASS').length
+  const ids = (floor: Verdict['floor']): string => {
+    const matching = misses.filter((verdict) => verdict.floor === floor).map((verdict) => verdict.id)
+    return `${matching.length}${matching.length === 0 ? '' : ` (${matching.join(', ')})`}`
+  }
+  return [
+    `${passes} PASS, ${misses.length} MISS on the medians.`,
+    `  MISS where the floor misses too (out of reach for any client or store doing that work here): ${ids('misses')}`,
+    `  MISS where the floor meets the target (ours behind its floor): ${ids('reaches')}`,
+    `  MISS with no floor measured: ${ids(undefined)}`
+  ].join('\n')
 }
 
 function main (): void {
@@ -68,8 +125,9 @@ function main (): void {
   const sources: Source[] = args.filter((arg) => !arg.startsWith('--')).map((file) => ({ name: file, text: () => readFileSync(file, 'utf8') }))
   if (last !== undefined) sources.push(...committedRuns(Number(last.slice('--last='.length))))
   if (sources.length === 0) throw new Error('usage: runs.js <results.json>... [--last=N] [--info]')
-  const out = lines(sources.map(checksOf), args.includes('--info'))
-  process.stdout.write(`${sources.length} runs: ${sources.map((source) => source.name).join(', ')}\n${out.join('\n')}\n`)
+  const judged = verdicts(sources.map(checksOf), args.includes('--info'))
+  const header = `${sources.length} runs: ${sources.map((source) => source.name).join(', ')}`
+  process.stdout.write(`${header}\n${judged.map((verdict) => verdict.line).join('\n')}\n\n${summary(judged)}\n`)
 }
 
 main()

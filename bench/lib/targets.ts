@@ -28,20 +28,33 @@ export interface TargetCheck {
   unit?: 'x' | 'bytes' | 'µs'
   /** The figure must stay at or below the threshold. */
   atMost?: boolean
+  /** The floor under a target: the lines that tell a miss out of reach from one ours could close (runs.ts). */
+  bound?: Bound
+}
+
+/**
+ * A target's floor, by the ids of two INFO lines of the same run: `reach`,
+ * what the floor itself measures on the target's scale (the most a client
+ * or store doing that work reaches here), and `ours`, ours against the
+ * floor, where there is such a ratio.
+ */
+export interface Bound {
+  reach: string
+  ours?: string
 }
 
 const PEERS = ['memjs', 'memcached', 'memcache-client']
 /** A client this much above a ceiling shows the ceiling is not one. */
 const CEILING_SLACK = 1.05
 
-function check (id: string, description: string, measured: number, threshold: number, cpuBased: number): TargetCheck {
+function check (id: string, description: string, measured: number, threshold: number, cpuBased: number, bound?: Bound): TargetCheck {
   const status = !Number.isFinite(measured) ? 'N/A' : Number.isNaN(threshold) ? 'INFO' : measured >= threshold ? 'PASS' : 'MISS'
-  return { id, description, measured, threshold, status, cpuBased }
+  return { id, description, measured, threshold, status, cpuBased, ...(bound === undefined ? {} : { bound }) }
 }
 
-function atMost (id: string, description: string, measured: number, threshold: number, unit: 'bytes' | 'µs'): TargetCheck {
+function atMost (id: string, description: string, measured: number, threshold: number, unit: 'bytes' | 'µs', bound?: Bound): TargetCheck {
   const status = !Number.isFinite(measured) ? 'N/A' : measured <= threshold ? 'PASS' : 'MISS'
-  return { id, description, measured, threshold, status, cpuBased: NaN, unit, atMost: true }
+  return { id, description, measured, threshold, status, cpuBased: NaN, unit, atMost: true, ...(bound === undefined ? {} : { bound }) }
 }
 
 /** A figure shown for context, with no threshold. */
@@ -57,9 +70,11 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   // Ratios between two clients, round by round (pairedRatio), as the summary's.
   const rates = (scenario: string, a: string, b: string): number => pairedRatio(samplesOf(scenario, a), samplesOf(scenario, b), (s) => s.opsPerSec)
   const cpus = (scenario: string, a: string, b: string): number => pairedRatio(samplesOf(scenario, b), samplesOf(scenario, a), (s) => s.cpuUs)
-  const vsCeiling = (scenario: string, id: string, threshold: number, what: string): TargetCheck =>
+  // `floorId`: the floor whose lines (floorLines below) bound this target.
+  const vsCeiling = (scenario: string, id: string, threshold: number, what: string, floorId: string): TargetCheck =>
     check(`client-${scenario}${id === 'ours' ? '' : `-${id}`}`, `${what}: ${id === 'ours' ? 'ours' : `ours (${id === 'ours-nocoalesce' ? 'coalesceGets: false' : id})`} >= ${threshold}x raw-socket ceiling`,
-      find(scenario, id)?.vsCeiling ?? NaN, threshold, find(scenario, id)?.cpuVsCeiling ?? NaN)
+      find(scenario, id)?.vsCeiling ?? NaN, threshold, find(scenario, id)?.cpuVsCeiling ?? NaN,
+      { reach: `client-${scenario}-${floorId}`, ours: `client-${scenario}-${id}-vs-${floorId}` })
   // What the promise floor (a raw socket behind a promise per command) reaches
   // against the ceiling bounds what any client with that API reaches; the
   // multi-get floor does the same for a getMulti that returns a Map.
@@ -94,8 +109,8 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
       rates(scenario, 'ours', TWIN_ID), NaN, cpus(scenario, 'ours', TWIN_ID))]
   }
   const checks: TargetCheck[] = [
-    vsCeiling('get-1', 'ours', 0.95, 'client get, 1 in flight'),
-    vsCeiling('get-1-heap', 'ours', 0.95, 'client get, 1 in flight, app heap'),
+    vsCeiling('get-1', 'ours', 0.95, 'client get, 1 in flight', PROMISE_FLOOR_ID),
+    vsCeiling('get-1-heap', 'ours', 0.95, 'client get, 1 in flight, app heap', PROMISE_FLOOR_ID),
     ...promiseFloor('get-1', 'client get, 1 in flight', 'ours', 0.95),
     ...promiseFloor('get-1-heap', 'client get, 1 in flight, app heap', 'ours', 0.95),
     ...control('get-1', 'client get, 1 in flight'),
@@ -105,10 +120,11 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
   ]
   for (const inFlight of [16, 128, 1024]) {
     const scenario = `get-${inFlight}`
-    checks.push(vsCeiling(scenario, 'ours-nocoalesce', 0.9, `client get, ${inFlight} in flight`))
+    checks.push(vsCeiling(scenario, 'ours-nocoalesce', 0.9, `client get, ${inFlight} in flight`, PROMISE_FLOOR_ID))
     checks.push(...promiseFloor(scenario, `client get, ${inFlight} in flight`, 'ours-nocoalesce', 0.9))
     checks.push(check(`client-${scenario}-coalesced`, `client get, ${inFlight} in flight: ours (coalescing) >= 0.8x the batched ceiling (ours' batches, mean ${(find(scenario, 'ours')?.meanBatch ?? NaN).toFixed(1)} keys)`,
-      find(scenario, 'ours')?.vsBatched ?? NaN, 0.8, find(scenario, 'ours')?.cpuVsBatched ?? NaN))
+      find(scenario, 'ours')?.vsBatched ?? NaN, 0.8, find(scenario, 'ours')?.cpuVsBatched ?? NaN,
+      { reach: `client-${scenario}-coalesced-floor`, ours: `client-${scenario}-coalesced-vs-floor` }))
     checks.push(...coalescedFloor(scenario, `client get, ${inFlight} in flight`))
     checks.push(...control(scenario, `client get, ${inFlight} in flight`))
   }
@@ -126,22 +142,22 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
     checks.push(check(`client-coalesce-${inFlight}`, `client get, ${inFlight} in flight, coalescing: ours >= 2x the fastest peer (${fastest?.peer ?? 'none'})`,
       fastest === undefined ? NaN : rates(scenario, 'ours', fastest.peer), 2, fastest === undefined ? NaN : cpus(scenario, 'ours', fastest.peer)))
   }
-  checks.push(vsCeiling('set-1', 'ours', 0.8, 'client set, 1 in flight'))
+  checks.push(vsCeiling('set-1', 'ours', 0.8, 'client set, 1 in flight', PROMISE_FLOOR_ID))
   checks.push(...promiseFloor('set-1', 'client set, 1 in flight', 'ours', 0.8))
   checks.push(...control('set-1', 'client set, 1 in flight'))
   for (const inFlight of [128, 1024]) {
-    checks.push(vsCeiling(`set-${inFlight}`, 'ours', 0.9, `client set, ${inFlight} in flight`))
+    checks.push(vsCeiling(`set-${inFlight}`, 'ours', 0.9, `client set, ${inFlight} in flight`, PROMISE_FLOOR_ID))
     checks.push(...promiseFloor(`set-${inFlight}`, `client set, ${inFlight} in flight`, 'ours', 0.9))
     checks.push(...control(`set-${inFlight}`, `client set, ${inFlight} in flight`))
   }
-  checks.push(atMost('client-set-128-cpu', 'client set, 128 in flight: ours uses <= 0.7 µs of CPU per command', cpu('set-128', 'ours') ?? NaN, 0.7, 'µs'))
+  checks.push(atMost('client-set-128-cpu', 'client set, 128 in flight: ours uses <= 0.7 µs of CPU per command', cpu('set-128', 'ours') ?? NaN, 0.7, 'µs', { reach: 'client-set-128-cpu-floor' }))
   // 0.7 µs was set when the raw writer needed 0.52 µs: on a slower machine the
   // floor moves, so the same goal as a ratio (1.35x the raw writer) is shown too.
   checks.push(info('client-set-128-cpu-raw', 'client set, 128 in flight: the raw writer\'s CPU per command, the floor under the 0.7 µs target', cpu('set-128', 'ceiling') ?? NaN, 'µs'))
   checks.push(info('client-set-128-cpu-floor', 'client set, 128 in flight: the promise floor\'s CPU per command, the floor under the 0.7 µs target for a client with a promise per command', cpu('set-128', PROMISE_FLOOR_ID) ?? NaN, 'µs'))
   checks.push(info('client-set-128-cpu-vs-raw', 'client set, 128 in flight: ours\' CPU per command over the raw writer\'s (the 0.7 µs target was 1.35x of 0.52 µs)', ratio(cpu('set-128', 'ours'), cpu('set-128', 'ceiling')), 'x'))
   for (const inFlight of [1, 16]) {
-    checks.push(vsCeiling(`mget-${inFlight}`, 'ours', 0.9, `client 100-key get, ${inFlight} in flight`))
+    checks.push(vsCeiling(`mget-${inFlight}`, 'ours', 0.9, `client 100-key get, ${inFlight} in flight`, MULTI_GET_FLOOR_ID))
     checks.push(...multiGetFloor(`mget-${inFlight}`, `client 100-key get, ${inFlight} in flight`, 'ours', 0.9))
     checks.push(...control(`mget-${inFlight}`, `client 100-key get, ${inFlight} in flight`))
   }
@@ -179,12 +195,17 @@ export function httpTargets (http: HttpSuiteResult): TargetCheck[] {
 function httpTargetsAt (http: HttpSuiteResult, connections: number): TargetCheck[] {
   const samplesOf = (route: Route, variant: VariantId): HttpSample[] =>
     undisturbed(http.samples.filter((s) => s.route === route && s.connections === connections && s.variant === variant))
+  const id = (route: Route, a: VariantId, b: VariantId): string => `http-${route}-${connections}-${a}-vs-${b}`
   const target = (route: Route, a: VariantId, b: VariantId, threshold: number, what: string): TargetCheck => {
     // Round by round, as the client's (pairedRatio).
     const measured = pairedRatio(samplesOf(route, a), samplesOf(route, b), (s) => s.reqPerSec)
     const cpuBased = pairedRatio(samplesOf(route, b), samplesOf(route, a), (s) => s.serverCpuUs)
     const name = route === 'rw' ? 'read-write' : 'read-only'
-    return check(`http-${route}-${connections}-${a}-vs-${b}`, `HTTP ${name}, ${connections} connections: ${what}`, measured, threshold, cpuBased)
+    // Ours + memcached's targets are bounded by the session-work floor, a store sending the same commands.
+    const bound = a === 'ours-memcached' && !Number.isNaN(threshold)
+      ? { reach: id(route, 'floor-memcached-work', b), ours: id(route, a, 'floor-memcached-work') }
+      : undefined
+    return check(id(route, a, b), `HTTP ${name}, ${connections} connections: ${what}`, measured, threshold, cpuBased, bound)
   }
   const fewest = (route: Route, against: VariantId, what: string): TargetCheck[] =>
     samplesOf(route, 'floor-memcached-gat').length === 0 ? [] : [target(route, 'floor-memcached-gat', against, NaN, what)]
