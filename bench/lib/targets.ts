@@ -96,9 +96,22 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
     return [
       check(`client-${scenario}-coalesced-floor`, `${what}: the coalesced floor vs the batched ceiling (its own batches, mean ${(floor.meanBatch ?? NaN).toFixed(1)} keys): the most a coalescing client with a promise per get reaches against the 0.8x target`, floor.vsBatched, NaN, floor.cpuVsBatched),
       check(`client-${scenario}-coalesced-vs-floor`, `${what}: ours (coalescing) vs the coalesced floor`, rates(scenario, 'ours', COALESCED_FLOOR_ID), NaN, cpus(scenario, 'ours', COALESCED_FLOOR_ID)),
-      ...(find(scenario, CONTRACT_FLOOR_ID) === undefined
-        ? []
-        : [check(`client-${scenario}-coalesced-vs-contract-floor`, `${what}: ours (coalescing) vs the coalesced floor with DESIGN's checks (keys validated, each VALUE's key matched)`, rates(scenario, 'ours', CONTRACT_FLOOR_ID), NaN, cpus(scenario, 'ours', CONTRACT_FLOOR_ID))])
+      ...contractFloor(scenario, what)
+    ]
+  }
+  // The contract floor has no replay of its own: it is held to ours', so it
+  // and ours face the same ceiling. At 128 and 1,024 in flight its batches
+  // are as large within a few keys; at 16, ours writes halves of 8 keys and
+  // the floor whole ticks of 16, and the replay of the smaller batches is the
+  // slower ceiling, which favours the floor. What it reaches bounds a
+  // coalescing client that does what DESIGN asks (keys validated, each
+  // VALUE's key matched).
+  const contractFloor = (scenario: string, what: string): TargetCheck[] => {
+    const floor = find(scenario, CONTRACT_FLOOR_ID)
+    if (floor === undefined) return []
+    return [
+      check(`client-${scenario}-contract-floor`, `${what}: the coalesced floor with DESIGN's checks vs the batched ceiling (ours' batches): the most a coalescing client with a promise per get that validates keys and matches each VALUE's key reaches against the 0.8x target`, floor.vsBatched, NaN, floor.cpuVsBatched),
+      check(`client-${scenario}-coalesced-vs-contract-floor`, `${what}: ours (coalescing) vs the coalesced floor with DESIGN's checks (keys validated, each VALUE's key matched)`, rates(scenario, 'ours', CONTRACT_FLOOR_ID), NaN, cpus(scenario, 'ours', CONTRACT_FLOOR_ID))
     ]
   }
   // The A/A control: ours against a second copy of itself, in the same rounds.
@@ -124,7 +137,7 @@ export function clientTargets (client: ClientSuiteResult): TargetCheck[] {
     checks.push(...promiseFloor(scenario, `client get, ${inFlight} in flight`, 'ours-nocoalesce', 0.9))
     checks.push(check(`client-${scenario}-coalesced`, `client get, ${inFlight} in flight: ours (coalescing) >= 0.8x the batched ceiling (ours' batches, mean ${(find(scenario, 'ours')?.meanBatch ?? NaN).toFixed(1)} keys)`,
       find(scenario, 'ours')?.vsBatched ?? NaN, 0.8, find(scenario, 'ours')?.cpuVsBatched ?? NaN,
-      { reach: `client-${scenario}-coalesced-floor`, ours: `client-${scenario}-coalesced-vs-floor` }))
+      { reach: `client-${scenario}-contract-floor`, ours: `client-${scenario}-coalesced-vs-contract-floor` }))
     checks.push(...coalescedFloor(scenario, `client get, ${inFlight} in flight`))
     checks.push(...control(scenario, `client get, ${inFlight} in flight`))
   }
