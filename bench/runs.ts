@@ -74,9 +74,10 @@ interface Verdict {
 
 /** The floor part of a line: what the floor reaches on the target's scale, and ours against it. */
 function floorNote (check: StoredCheck, medians: Map<string, number>): { note: string, reaches: boolean } | undefined {
-  const reach = check.bound === undefined ? undefined : medians.get(check.bound.reach)
-  if (check.bound === undefined || reach === undefined) return undefined
-  const ours = check.bound.ours === undefined ? undefined : medians.get(check.bound.ours)
+  const bound = check.bound
+  const reach = bound === undefined ? undefined : medians.get(bound.reach)
+  if (bound === undefined || reach === undefined) return undefined
+  const ours = bound.ours === undefined ? undefined : medians.get(bound.ours)
   const reaches = meets(reach, check)
   const against = ours === undefined ? '' : `, ours ${formatFigure(ours, 'x')} of it`
   return { note: `  [floor ${formatFigure(reach, check.unit)}: ${reaches ? 'meets' : 'misses'} the target${against}]`, reaches }
