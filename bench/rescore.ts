@@ -13,7 +13,7 @@ import { summarize as summarizeHttp } from './http/suite.js'
 import { machineLine } from './lib/machine.js'
 import { renderMarkdown, type BenchResult } from './lib/report.js'
 import { renderSvg } from './lib/svg.js'
-import { clientTargets, httpTargets, targetLine } from './lib/targets.js'
+import { clientTargets, httpTargets, targetLines } from './lib/targets.js'
 
 function rescore (result: BenchResult): BenchResult {
   const { client, http } = result
@@ -30,7 +30,7 @@ function main (): void {
   writeFileSync(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`)
   writeFileSync(`${base}.md`, renderMarkdown(result))
   writeFileSync(`${base}.svg`, renderSvg(result))
-  process.stdout.write(`Targets (${machineLine(result.machine)}), scored again:\n${result.targets.map(targetLine).join('\n')}\n`)
+  process.stdout.write(`Targets (${machineLine(result.machine)}), scored again:\n${targetLines(result.targets).join('\n')}\n`)
   process.stdout.write(`wrote ${base}.json, .md and .svg\n`)
 }
 

@@ -16,7 +16,7 @@ import { CLIENT_SCENARIOS } from './client/workload.js'
 import { REDIS_BINARY, nutcrackerVersion, startMemcached, startRedis, startTwemproxy, type ServerProcess } from './lib/servers.js'
 import { progress } from './lib/stats.js'
 import { renderSvg } from './lib/svg.js'
-import { clientTargets, httpTargets, targetLine } from './lib/targets.js'
+import { clientTargets, httpTargets, targetLines } from './lib/targets.js'
 
 const servers: ServerProcess[] = []
 
@@ -105,7 +105,7 @@ async function main (): Promise<void> {
   result.durationSec = (Date.now() - started) / 1000
   const files = writeResults(config, result)
   process.stdout.write(`\n${renderMarkdown(result)}\n`)
-  process.stdout.write(`Targets (${machineLine(machine)}; ${pinning.description}):\n${result.targets.map(targetLine).join('\n')}\n\n`)
+  process.stdout.write(`Targets (${machineLine(machine)}; ${pinning.description}):\n${targetLines(result.targets).join('\n')}\n\n`)
   progress(`done in ${Math.round(result.durationSec)} s; wrote ${files.map((file) => path.relative(process.cwd(), file)).join(', ')}`)
 }
 

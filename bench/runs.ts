@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { median } from './lib/stats.js'
-import { formatFigure, type TargetCheck } from './lib/targets.js'
+import { floorNote, formatFigure, meets, type TargetCheck } from './lib/targets.js'
 
 /** A target line as a results file holds it: JSON has no NaN, so an INFO line's threshold is null. */
 type StoredCheck = Omit<TargetCheck, 'threshold'> & { threshold: number | null }
@@ -58,11 +58,6 @@ function mediansById (runs: StoredCheck[][]): Map<string, number> {
   return new Map([...values].map(([id, list]) => [id, median(list)]))
 }
 
-function meets (value: number, check: StoredCheck): boolean {
-  const threshold = check.threshold as number
-  return check.atMost === true ? value <= threshold : value >= threshold
-}
-
 /** What a judged line's median says, with its floor's median where it has one. */
 interface Verdict {
   id: string
@@ -70,17 +65,6 @@ interface Verdict {
   /** For a miss with a floor: whether the floor's median meets the target (ours could), or misses it too (out of reach). */
   floor?: 'reaches' | 'misses'
   line: string
-}
-
-/** The floor part of a line: what the floor reaches on the target's scale, and ours against it. */
-function floorNote (check: StoredCheck, medians: Map<string, number>): { note: string, reaches: boolean } | undefined {
-  const bound = check.bound
-  const reach = bound === undefined ? undefined : medians.get(bound.reach)
-  if (bound === undefined || reach === undefined) return undefined
-  const ours = bound.ours === undefined ? undefined : medians.get(bound.ours)
-  const reaches = meets(reach, check)
-  const against = ours === undefined ? '' : `, ours ${formatFigure(ours, 'x')} of it`
-  return { note: `  [floor ${formatFigure(reach, check.unit)}: ${reaches ? 'meets' : 'misses'} the target${against}]`, reaches }
 }
 
 /** One verdict per target id, in the order of the first file that has it. */
@@ -96,9 +80,10 @@ function verdicts (runs: StoredCheck[][], withInfo: boolean): Verdict[] {
     if (!judged && !(withInfo && first.status === 'INFO')) return []
     const middle = medians.get(id)
     if (middle === undefined) return []
-    const status = first.threshold === null ? 'INFO' : meets(middle, first) ? 'PASS' : 'MISS'
+    const threshold = first.threshold
+    const status = threshold === null ? 'INFO' : meets(middle, { ...first, threshold }) ? 'PASS' : 'MISS'
     const each = found.map((check) => check === undefined || !Number.isFinite(check.measured) ? '-' : formatFigure(check.measured, first.unit)).join(', ')
-    const floor = status === 'MISS' ? floorNote({ ...first, bound }, medians) : undefined
+    const floor = status === 'MISS' && threshold !== null ? floorNote({ ...first, threshold, bound }, medians) : undefined
     const line = `${status.padEnd(4)}  median ${formatFigure(middle, first.unit)} (${each})  ${first.description}${floor?.note ?? ''}`
     return [{ id, status, ...(floor === undefined ? {} : { floor: floor.reaches ? 'reaches' : 'misses' }), line }]
   })

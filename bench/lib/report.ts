@@ -4,7 +4,7 @@ import type { HttpSuiteResult } from '../http/suite.js'
 import { machineLine, type Machine } from './machine.js'
 import { DISTURBED_CORES } from './cpu.js'
 import { formatCount, formatMs, formatRatio } from './stats.js'
-import { targetLine, type TargetCheck } from './targets.js'
+import { targetLines, type TargetCheck } from './targets.js'
 
 export interface BenchResult {
   schema: 1
@@ -116,7 +116,7 @@ export function renderMarkdown (result: BenchResult): string {
     '## Targets',
     '',
     '```',
-    ...result.targets.map(targetLine),
+    ...targetLines(result.targets),
     '```',
     ''
   ]

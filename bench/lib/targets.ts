@@ -283,6 +283,33 @@ export function formatFigure (value: number, unit: TargetCheck['unit']): string 
   return formatRatio(value)
 }
 
+/** Whether `value` meets the target's threshold (at least it, or at most with `atMost`). */
+export function meets (value: number, target: Pick<TargetCheck, 'threshold' | 'atMost'>): boolean {
+  return target.atMost === true ? value <= target.threshold : value >= target.threshold
+}
+
+/**
+ * Where a target's floor stands, from `figures` (a line's figure by id: one
+ * run's, or the medians of several): ` [floor 0.91x: misses the target,
+ * ours 0.95x of it]`, and whether the floor meets the target. Undefined
+ * when the target has no floor, or the floor was not measured.
+ */
+export function floorNote (target: Pick<TargetCheck, 'threshold' | 'atMost' | 'unit' | 'bound'>, figures: ReadonlyMap<string, number>): { note: string, reaches: boolean } | undefined {
+  const bound = target.bound
+  const reach = bound === undefined ? undefined : figures.get(bound.reach)
+  if (bound === undefined || reach === undefined || !Number.isFinite(reach)) return undefined
+  const ours = bound.ours === undefined ? undefined : figures.get(bound.ours)
+  const reaches = meets(reach, target)
+  const against = ours === undefined || !Number.isFinite(ours) ? '' : `, ours ${formatFigure(ours, 'x')} of it`
+  return { note: `  [floor ${formatFigure(reach, target.unit)}: ${reaches ? 'meets' : 'misses'} the target${against}]`, reaches }
+}
+
+/** One run's target lines, each miss followed by where its floor stands in that run. */
+export function targetLines (targets: readonly TargetCheck[]): string[] {
+  const figures = new Map(targets.map((target) => [target.id, target.measured]))
+  return targets.map((target) => `${targetLine(target)}${target.status === 'MISS' ? floorNote(target, figures)?.note ?? '' : ''}`)
+}
+
 /** `PASS  client get, 1 in flight: ... — 0.93x (target 0.90x)`. */
 export function targetLine (target: TargetCheck): string {
   const measured = formatFigure(target.measured, target.unit)
