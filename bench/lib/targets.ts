@@ -48,12 +48,12 @@ const PEERS = ['memjs', 'memcached', 'memcache-client']
 const CEILING_SLACK = 1.05
 
 function check (id: string, description: string, measured: number, threshold: number, cpuBased: number, bound?: Bound): TargetCheck {
-  const status = !Number.isFinite(measured) ? 'N/A' : Number.isNaN(threshold) ? 'INFO' : measured >= threshold ? 'PASS' : 'MISS'
+  const status = !Number.isFinite(measured) ? 'N/A' : Number.isNaN(threshold) ? 'INFO' : meets(measured, { threshold }) ? 'PASS' : 'MISS'
   return { id, description, measured, threshold, status, cpuBased, ...(bound === undefined ? {} : { bound }) }
 }
 
 function atMost (id: string, description: string, measured: number, threshold: number, unit: 'bytes' | 'µs', bound?: Bound): TargetCheck {
-  const status = !Number.isFinite(measured) ? 'N/A' : measured <= threshold ? 'PASS' : 'MISS'
+  const status = !Number.isFinite(measured) ? 'N/A' : meets(measured, { threshold, atMost: true }) ? 'PASS' : 'MISS'
   return { id, description, measured, threshold, status, cpuBased: NaN, unit, atMost: true, ...(bound === undefined ? {} : { bound }) }
 }
 
